@@ -1,0 +1,227 @@
+"""All settings in one object, read once at the edge (CLI or Serve deployment).
+
+Environment variables use the ``RAGSERVE_`` prefix and ``__`` for nesting, e.g.
+``RAGSERVE_EMBED__MODEL=BAAI/bge-base-en-v1.5`` or ``RAGSERVE_LLM__API_KEY=...``.
+A TOML/JSON/YAML file can be passed with ``--config``. Library code never reads
+``os.environ``: it gets a ``Settings`` (or one of its groups) passed down.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ragserve.errors import ConfigError
+
+DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"
+
+
+class IngestSettings(BaseModel):
+    """Crawling, extraction and chunking."""
+
+    max_pages: int = Field(10_000, ge=1)
+    max_depth: int = Field(20, ge=0)
+    timeout_s: float = Field(20.0, gt=0)
+    max_page_bytes: int = Field(10_000_000, ge=1024)
+    concurrency: int = Field(8, ge=1, le=256)
+    per_host_delay_s: float = Field(0.0, ge=0)
+    retries: int = Field(3, ge=0, le=10)
+    respect_robots: bool = True
+    use_sitemap: bool = True
+    allow_private: bool = False
+    user_agent: str = "ragserve/0.1 (+https://github.com/ragserve/ragserve)"
+    base_url: str | None = None
+    chunk_size: int = Field(512, ge=64, le=8192)
+    chunk_overlap: int = Field(50, ge=0)
+    section_aware: bool = True
+    batch_size: int = Field(64, ge=1)
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> IngestSettings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be smaller than "
+                f"chunk_size ({self.chunk_size})"
+            )
+        return self
+
+
+class EmbedSettings(BaseModel):
+    """The sentence-transformers embedder."""
+
+    model: str = DEFAULT_EMBED_MODEL
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    batch_size: int = Field(64, ge=1, le=4096)
+    #: Reduced precision: bf16 on CPU, fp16 on CUDA. "auto" picks what is fast.
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    max_seq_length: int | None = Field(None, ge=16)
+    actors: int = Field(1, ge=1)
+    num_gpus: float = Field(0.0, ge=0)
+
+
+class StoreSettings(BaseModel):
+    """Where the index lives: Qdrant Edge on disk, or a Qdrant server."""
+
+    backend: Literal["edge", "qdrant"] = "edge"
+    data_dir: Path = Path(".ragserve")
+    collection: str = "docs"
+    url: str | None = None
+    api_key: SecretStr | None = None
+    timeout_s: float = Field(10.0, gt=0)
+
+    @field_validator("collection")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not value or not all(ch.isalnum() or ch in "-_" for ch in value):
+            raise ValueError("collection names use letters, digits, '-' and '_' only")
+        return value
+
+    @model_validator(mode="after")
+    def _url_means_server(self) -> StoreSettings:
+        if self.url and self.backend == "edge":
+            self.backend = "qdrant"
+        return self
+
+
+class RetrieveSettings(BaseModel):
+    """How questions find chunks."""
+
+    k: int = Field(5, ge=1, le=100)
+    mode: Literal["hybrid", "dense", "sparse"] = "hybrid"
+    #: Candidates fetched from each of dense and sparse before fusion.
+    candidates: int = Field(40, ge=1, le=1000)
+    #: At most this many chunks from one page; spreads the k slots over pages.
+    max_per_page: int = Field(1, ge=1)
+    min_score: float | None = None
+    reranker: str | None = None
+    rerank_candidates: int = Field(20, ge=1, le=200)
+
+
+class LLMSettings(BaseModel):
+    """The language model that writes answers."""
+
+    provider: Literal["extractive", "openai", "llamacpp"] = "extractive"
+    base_url: str = "https://api.openai.com/v1"
+    api_key: SecretStr | None = None
+    model: str = "gpt-4o-mini"
+    model_path: Path | None = None
+    temperature: float = Field(0.0, ge=0, le=2)
+    max_tokens: int = Field(512, ge=1)
+    context_window: int = Field(8192, ge=256)
+    timeout_s: float = Field(60.0, gt=0)
+    retries: int = Field(3, ge=0, le=10)
+
+
+class ServeSettings(BaseModel):
+    """The HTTP service."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    api_keys: list[SecretStr] = Field(default_factory=list)
+    require_auth: bool | None = None
+    rate_limit_per_minute: int = Field(120, ge=0)
+    max_body_bytes: int = Field(65_536, ge=1024)
+    max_question_chars: int = Field(2_000, ge=1)
+    request_timeout_s: float = Field(60.0, gt=0)
+    cors_origins: list[str] = Field(default_factory=list)
+    retriever_replicas: int = Field(1, ge=1)
+    generator_replicas: int = Field(1, ge=1)
+    autoscaling: bool = False
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(4, ge=1)
+    target_ongoing_requests: float = Field(2.0, gt=0)
+    retriever_num_gpus: float = Field(0.0, ge=0)
+    generator_num_gpus: float = Field(0.0, ge=0)
+
+
+class Settings(BaseSettings):
+    """Every setting of ragserve; groups mirror the pipeline stages."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAGSERVE_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    embed: EmbedSettings = Field(default_factory=EmbedSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    retrieve: RetrieveSettings = Field(default_factory=RetrieveSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
+    data_dir: Path | None = None
+
+    @model_validator(mode="after")
+    def _top_level_data_dir(self) -> Settings:
+        # RAGSERVE_DATA_DIR is the documented short form of RAGSERVE_STORE__DATA_DIR.
+        if self.data_dir is not None:
+            self.store.data_dir = self.data_dir
+        return self
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build ``Settings`` from an optional file, the environment, and overrides.
+
+    Precedence, lowest first: defaults, file, environment, ``overrides`` (CLI
+    flags). ``overrides`` use dotted keys, e.g. ``{"store.collection": "x"}``;
+    ``None`` values are ignored so unset CLI flags don't clobber anything.
+    Raises ``ConfigError`` with the offending setting named.
+    """
+    try:
+        env_only = Settings()
+        merged: dict[str, Any] = _read_config_file(config_file) if config_file else {}
+        _deep_update(merged, env_only.model_dump(exclude_unset=True))
+        for dotted, value in overrides.items():
+            if value is not None:
+                _set_dotted(merged, dotted, value)
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe_validation_error(exc)) from exc
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; pass an existing --config file")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".toml":
+            return tomllib.loads(text)
+        if path.suffix in {".yaml", ".yml"}:
+            import yaml
+
+            loaded = yaml.safe_load(text) or {}
+        else:
+            loaded = json.loads(text)
+    except Exception as exc:
+        raise ConfigError(f"config file {path} could not be parsed: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of setting groups")
+    return loaded
+
+
+def _deep_update(target: dict[str, Any], source: dict[str, Any]) -> None:
+    for key, value in source.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _deep_update(target[key], value)
+        else:
+            target[key] = value
+
+
+def _set_dotted(target: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = target
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+
+
+def _describe_validation_error(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "settings"
+        env = "RAGSERVE_" + "__".join(str(p).upper() for p in error["loc"])
+        problems.append(f"{where}: {error['msg']} (env {env})")
+    return "invalid configuration: " + "; ".join(problems)

@@ -1,0 +1,179 @@
+"""The ``VectorStore`` seam: what ingest and retrieval need from Qdrant.
+
+Two implementations pass the same contract tests
+(``tests/integration/test_store_contract.py``): ``EdgeStore`` (Qdrant Edge,
+in-process, the default) and ``QdrantServerStore`` (qdrant-client: a server by
+URL, or local mode for tests). Nothing outside ``ragserve.store`` imports
+``qdrant_edge`` or ``qdrant_client``.
+
+Incremental sync rests on three payload fields every point carries:
+``url``, ``document_hash`` and ``chunk_count``. A page is stored completely when
+all its points share one ``document_hash`` and there are ``chunk_count`` of
+them; anything else (a killed ingest, a half-replaced page) is repaired by the
+next run. See ``ragserve.ingest.sync``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from ragserve.documents import Chunk, ScoredChunk, SparseVector
+
+SearchMode = Literal["hybrid", "dense", "sparse"]
+
+#: Bumped when the payload layout or sparse encoding changes incompatibly.
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class IndexSchema:
+    """What an index was built with; checked when it is opened again.
+
+    A mismatch in ``embed_model`` or ``dimension`` means stored vectors and
+    query vectors live in different spaces: results would be garbage, so the
+    store refuses with ``SchemaMismatchError`` instead.
+    """
+
+    embed_model: str
+    dimension: int
+    chunk_size: int
+    chunk_overlap: int
+    section_aware: bool = True
+    distance: str = "cosine"
+    sparse: str = "bm25"
+    version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IndexSchema:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedChunk:
+    """A chunk with its vectors, ready to write."""
+
+    chunk: Chunk
+    dense: npt.NDArray[np.float32]
+    sparse: SparseVector
+
+
+@dataclass(frozen=True, slots=True)
+class PageState:
+    """What the index holds for one page (aggregated over its points)."""
+
+    url: str
+    document_hashes: frozenset[str]
+    points: int
+    chunk_count: int
+    etag: str | None = None
+    last_modified: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        """True when exactly one version of the page is fully stored."""
+        return len(self.document_hashes) == 1 and self.points == self.chunk_count
+
+
+@dataclass(frozen=True, slots=True)
+class SearchFilter:
+    """Restrictions on which chunks a query may return.
+
+    ``equals`` maps payload keys to a value (match) or a list (match any);
+    ``url_prefix`` keeps chunks whose page URL starts with the prefix.
+    """
+
+    equals: dict[str, str | int | bool | list[str] | list[int]] = field(default_factory=dict)
+    url_prefix: str | None = None
+
+    def is_empty(self) -> bool:
+        return not self.equals and not self.url_prefix
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """One collection of chunks with dense + sparse vectors and payload."""
+
+    @property
+    def name(self) -> str:
+        """The collection name."""
+        ...
+
+    def open(self, schema: IndexSchema, *, recreate: bool = False) -> None:
+        """Create the collection, or open it and check ``schema`` matches.
+
+        Raises ``SchemaMismatchError`` when the stored schema differs in model,
+        dimension or chunking (unless ``recreate``, which drops the data).
+        """
+        ...
+
+    def stored_schema(self) -> IndexSchema | None:
+        """The schema the collection was created with, or None if absent."""
+        ...
+
+    def exists(self) -> bool:
+        ...
+
+    def upsert(self, points: Sequence[IndexedChunk], page_meta: dict[str, dict[str, Any]] | None = None) -> int:
+        """Write points (idempotent by id); returns how many were written.
+
+        ``page_meta`` optionally maps url -> extra payload (``etag``,
+        ``last_modified``, ``ingested_at``) stored on that page's points.
+        """
+        ...
+
+    def delete_page(self, url: str, keep_hash: str | None = None) -> int:
+        """Delete a page's points, except those of version ``keep_hash``.
+
+        Returns the number of points deleted.
+        """
+        ...
+
+    def page_states(self) -> dict[str, PageState]:
+        """Every stored page and its completeness, for incremental sync."""
+        ...
+
+    def count(self) -> int:
+        """Number of chunk points in the collection."""
+        ...
+
+    def search(
+        self,
+        *,
+        dense: npt.NDArray[np.float32] | None,
+        sparse: SparseVector | None,
+        limit: int,
+        mode: SearchMode = "hybrid",
+        candidates: int = 40,
+        search_filter: SearchFilter | None = None,
+    ) -> list[ScoredChunk]:
+        """Top ``limit`` chunks; hybrid fuses dense and sparse by RRF."""
+        ...
+
+    def get_meta(self) -> dict[str, Any]:
+        """Free-form collection metadata (last ingest summary, etc.)."""
+        ...
+
+    def set_meta(self, meta: dict[str, Any]) -> None:
+        """Merge ``meta`` into the collection metadata."""
+        ...
+
+    def drop(self) -> None:
+        """Delete the collection and its data."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+def pages_of(points: Iterable[IndexedChunk]) -> set[str]:
+    """The page URLs a batch of points belongs to."""
+    return {point.chunk.url for point in points}
