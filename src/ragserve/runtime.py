@@ -1,0 +1,39 @@
+"""Starting or joining Ray, the same way for ingest, serve and benchmarks.
+
+``RAY_ADDRESS`` (or ``address=``) joins an existing cluster unchanged; without
+it a local Ray starts on this machine's cores. Ray's own progress bars and
+driver log forwarding are off: ragserve's CLI draws its own progress.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> Any:
+    """Initialise Ray once per process and return the module."""
+    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    import ray
+
+    if not ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        kwargs: dict[str, Any] = {
+            "include_dashboard": False,
+            "log_to_driver": False,
+            "configure_logging": False,
+        }
+        if address is None and num_cpus is not None:
+            kwargs["num_cpus"] = num_cpus
+        ray.init(address=address, **kwargs)
+        logger.info("ray initialised: %s", ray.cluster_resources())
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.enable_operator_progress_bars = False
+    return ray
