@@ -39,7 +39,8 @@ class IngestSettings(BaseModel):
     chunk_size: int = Field(512, ge=64, le=8192)
     chunk_overlap: int = Field(50, ge=0)
     section_aware: bool = True
-    batch_size: int = Field(64, ge=1)
+    #: Chunks per Ray Data batch handed to an embedding actor (and per store write).
+    batch_size: int = Field(256, ge=1)
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> IngestSettings:

@@ -105,7 +105,9 @@ class SentenceTransformerEmbedder:
 
     @property
     def dimension(self) -> int:
-        dim = self._load().get_sentence_embedding_dimension()
+        model = self._load()
+        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        dim = getter()
         if dim is None:
             raise EmbedderError(f"model {self.model_name} does not report its embedding size")
         return int(dim)

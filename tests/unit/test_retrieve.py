@@ -1,0 +1,40 @@
+"""Diversification of ranked chunks: near-duplicates collapse, pages spread."""
+
+from __future__ import annotations
+
+import pytest
+
+from ragserve.documents import Chunk, ScoredChunk
+from ragserve.retrieve import diversify
+
+pytestmark = pytest.mark.unit
+
+
+def scored(url: str, text: str, score: float) -> ScoredChunk:
+    chunk = Chunk(
+        id=f"{url}-{text}",
+        text=text,
+        url=url,
+        section_url=url,
+        title="",
+        heading_path=(),
+        ordinal=0,
+        document_hash="h",
+    )
+    return ScoredChunk(chunk=chunk, score=score)
+
+
+def test_at_most_max_per_page_chunks_per_page_in_rank_order() -> None:
+    ranked = [scored("a", "1", 0.9), scored("a", "2", 0.8), scored("b", "3", 0.7)]
+    kept = diversify(ranked, max_per_page=1)
+    assert [c.chunk.text for c in kept] == ["1", "3"]
+
+
+def test_identical_texts_from_different_pages_collapse() -> None:
+    ranked = [scored("a", "Same  text", 0.9), scored("b", "same text", 0.8)]
+    assert len(diversify(ranked, max_per_page=3)) == 1
+
+
+def test_two_per_page_keeps_two() -> None:
+    ranked = [scored("a", str(i), 1 - i / 10) for i in range(5)]
+    assert len(diversify(ranked, max_per_page=2)) == 2
