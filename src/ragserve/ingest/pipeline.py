@@ -121,10 +121,12 @@ def _plan(
     source: str, settings: Settings, store: VectorStore, summary: IngestSummary, report: Progress
 ) -> SyncPlan:
     stored = store.page_states()
+    # Every complete stored page is passed, with or without validators: the
+    # crawler also uses them as seeds, since a 304 page yields no links.
     validators = {
         url: Validators(etag=state.etag, last_modified=state.last_modified)
         for url, state in stored.items()
-        if state.complete and (state.etag or state.last_modified)
+        if state.complete
     }
     plan = SyncPlan(stored=stored, prefix=source_prefix(source, settings.ingest))
     for item in iter_source(source, settings.ingest, validators):

@@ -1,0 +1,252 @@
+"""Where documents come from: a website (crawled) or a local folder (read).
+
+:func:`iter_source` is the one entry point. It checks the source argument
+eagerly (a bad URL, a private address, a missing or empty folder raise at the
+call) and then streams ``SourceItem`` values as they are produced:
+
+* ``Document``     a page or file to index;
+* ``PageProblem``  a page that could not be ingested, with a reason for humans;
+  the job goes on. :func:`is_gone` tells the pages the site says no longer
+  exist (404/410) from those that merely failed this time;
+* ``NotModified``  the source says the page is unchanged since ``known``'s
+  validators: keep what the index has.
+
+Incremental sync (``known`` = URL → validators of what the index holds;
+pass every indexed URL of the source, with ``Validators(None, None)`` where
+there are none, because only URLs in ``known`` are revisited when the pages
+linking to them answer 304) gives this guarantee: every URL in ``known`` that
+lies in the source's scope gets exactly one item, so a pipeline may treat a
+known URL as vanished only when it got an ``is_gone`` problem, or got no item
+while the crawl ran through (then it redirects elsewhere or lost its links).
+A page that is unchanged is therefore never reported as vanished.
+
+Folder URLs: with ``settings.base_url`` a file is named ``base_url`` + its
+path relative to the folder (``dir/index.html`` as ``dir/``, as the crawler
+does), so a folder export and a crawl of the same site index the same URLs.
+Without it a file is named by its absolute ``file://`` URI: stable as long as
+the folder is re-ingested from the same place, which is what re-ingest needs;
+relative names would collide between two folders with the same layout.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import os
+import re
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from email.utils import formatdate
+from pathlib import Path
+from urllib.parse import quote
+
+from ragserve.config import IngestSettings
+from ragserve.documents import ContentKind, Document
+from ragserve.errors import ConfigError, ContentError, ScopeError
+from ragserve.ingest.urls import page_key
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PageProblem:
+    """A page that could not be ingested, with a reason a human understands."""
+
+    url: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class NotModified:
+    """A conditional request said the page is unchanged: keep what the index has."""
+
+    url: str
+
+
+SourceItem = Document | PageProblem | NotModified
+
+
+@dataclass(frozen=True, slots=True)
+class Validators:
+    """What the index knows of a page's version, for conditional requests on re-crawl."""
+
+    etag: str | None
+    last_modified: str | None
+
+
+#: File suffixes a folder source reads, and the kind of content each holds.
+FOLDER_KINDS: dict[str, ContentKind] = {
+    ".html": "html",
+    ".htm": "html",
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".txt": "text",
+    ".rst": "text",
+}
+GONE_PREFIXES = ("HTTP 404", "HTTP 410")
+_META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
+_SNIFF_BYTES = 4096
+
+
+def iter_source(
+    source: str, settings: IngestSettings, known: Mapping[str, Validators] | None = None
+) -> Iterator[SourceItem]:
+    """Stream the documents of ``source``: an http(s) URL to crawl or a local folder.
+
+    Raises (whole-job failures): ``ScopeError`` for an unsupported scheme or a
+    private address without ``allow_private``; ``FetchError`` for an
+    unresolvable or unreachable start URL (raised by the first ``next()``);
+    ``ConfigError`` for a path that is not a folder; ``ContentError`` for a
+    folder with no readable files. Per-page problems are yielded instead.
+    """
+    lowered = source.strip().lower()
+    if lowered.startswith(("http://", "https://")):
+        from ragserve.ingest.crawl import crawl  # crawl imports this module's types
+
+        return crawl(source.strip(), settings, known)
+    if re.match(r"^[a-z][a-z0-9+.-]*://", lowered):
+        raise ScopeError(
+            f"cannot read {source!r}: sources are http:// or https:// URLs, or a local folder path"
+        )
+    return iter_folder(Path(source).expanduser(), settings, known)
+
+
+def is_gone(problem: PageProblem) -> bool:
+    """True when the site says the page no longer exists (HTTP 404 or 410)."""
+    return problem.reason.startswith(GONE_PREFIXES)
+
+
+def iter_folder(
+    folder: Path, settings: IngestSettings, known: Mapping[str, Validators] | None = None
+) -> Iterator[SourceItem]:
+    """Stream the supported files under ``folder`` in sorted path order.
+
+    Hidden files and folders are skipped. A file whose size and modification
+    time match ``known``'s validators yields ``NotModified`` without being read.
+    """
+    root = Path(os.path.abspath(folder))  # absolute without resolving symlinks
+    files = _supported_files(root)
+    return _read_files(root, files, settings, known or {})
+
+
+def _supported_files(folder: Path) -> list[Path]:
+    if not folder.exists():
+        raise ConfigError(
+            f"source {str(folder)!r} is neither an http(s) URL nor an existing folder; "
+            "pass a URL like https://docs.example.com/ or the path of a folder of docs"
+        )
+    if not folder.is_dir():
+        raise ConfigError(f"source {str(folder)!r} is a file; pass the folder that holds it")
+    found: list[Path] = []
+    others = 0
+    for directory, subdirs, names in os.walk(folder):
+        subdirs[:] = [name for name in subdirs if not name.startswith(".")]
+        for name in names:
+            if name.startswith("."):
+                continue
+            if Path(name).suffix.lower() in FOLDER_KINDS:
+                found.append(Path(directory, name))
+            else:
+                others += 1
+    if not found:
+        readable = ", ".join(FOLDER_KINDS)
+        detail = f"it holds {others} other files" if others else "it is empty"
+        raise ContentError(
+            f"folder {str(folder)!r} has no documents to ingest ({detail}); "
+            f"ragserve reads files ending in {readable}"
+        )
+    return sorted(found, key=lambda path: path.relative_to(folder).as_posix())
+
+
+def _read_files(
+    root: Path, files: list[Path], settings: IngestSettings, known: Mapping[str, Validators]
+) -> Iterator[SourceItem]:
+    for path in files:
+        yield _read_file(root, path, settings, known)
+
+
+def _read_file(
+    root: Path, path: Path, settings: IngestSettings, known: Mapping[str, Validators]
+) -> SourceItem:
+    kind = FOLDER_KINDS[path.suffix.lower()]
+    url = folder_file_url(root, path, settings.base_url, kind)
+    try:
+        stat = path.stat()
+        etag = f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"'
+        last_modified = formatdate(stat.st_mtime, usegmt=True)
+        previous = known.get(url)
+        if previous is not None and previous.etag == etag:
+            return NotModified(url=url)
+        if stat.st_size > settings.max_page_bytes:
+            return PageProblem(url, _too_large(settings.max_page_bytes))
+        raw = path.read_bytes()
+    except OSError as exc:
+        return PageProblem(url, f"could not be read: {exc.strerror or exc}")
+    if b"\x00" in raw[:8192]:
+        return PageProblem(url, "binary file (it contains NUL bytes); skipped")
+    content = decode_bytes(raw, sniff_html=kind == "html")
+    return Document(
+        url=url,
+        content=content,
+        kind=kind,
+        fetched_at=time.time(),
+        etag=etag,
+        last_modified=last_modified,
+    )
+
+
+def folder_file_url(root: Path, path: Path, base_url: str | None, kind: ContentKind) -> str:
+    """The URL a folder file is indexed under (see the module docstring)."""
+    if not base_url:
+        return path.as_uri()
+    relative = quote(path.relative_to(root).as_posix(), safe="/")
+    url = base_url.rstrip("/") + "/" + relative
+    return page_key(url) if kind == "html" else url
+
+
+def _too_large(limit: int) -> str:
+    return f"page is larger than {limit} bytes; raise --max-page-bytes to ingest it"
+
+
+# --- text decoding, shared with the crawler -----------------------------------------
+
+
+def decode_bytes(raw: bytes, declared: str | None = None, *, sniff_html: bool = False) -> str:
+    """Decode page bytes to text, never failing.
+
+    Precedence as browsers do it: a byte-order mark, then the charset the
+    server declared, then a ``<meta charset>`` in the first bytes (HTML only),
+    then UTF-8, then Windows-1252 (what "latin-1" pages usually really are),
+    then Latin-1, which decodes anything. A declared charset Python does not
+    know is ignored; bytes invalid in the chosen charset become U+FFFD.
+    """
+    for bom, bom_codec in (
+        (codecs.BOM_UTF8, "utf-8-sig"),
+        (codecs.BOM_UTF16_LE, "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16"),
+    ):
+        if raw.startswith(bom):
+            return raw.decode(bom_codec, errors="replace")
+    encoding = _known_codec(declared)
+    if encoding is None and sniff_html:
+        match = _META_CHARSET.search(raw[:_SNIFF_BYTES])
+        encoding = _known_codec(match.group(1).decode("ascii")) if match else None
+    if encoding is not None:
+        return raw.decode(encoding, errors="replace")
+    for fallback in ("utf-8", "cp1252"):
+        try:
+            return raw.decode(fallback)
+        except UnicodeDecodeError:
+            continue
+    return raw.decode("latin-1")
+
+
+def _known_codec(name: str | None) -> str | None:
+    if not name:
+        return None
+    try:
+        return codecs.lookup(name.strip().strip("\"'")).name
+    except LookupError:
+        logger.debug("ignoring unknown charset %r", name)
+        return None
