@@ -29,6 +29,7 @@ from ragserve.store.base import SearchMode
 logger = logging.getLogger(__name__)
 
 SNIPPET_CHARS = 300
+FALLBACK_LABEL = "The language model is unavailable; extracted from the documentation instead:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +182,7 @@ class QueryAgent:
                 f"the language model failed ({exc}); showing extracted passages instead"
             )
             degraded = True
-            fallback = ExtractiveLLM()
+            fallback = ExtractiveLLM(label=FALLBACK_LABEL)
             fallback_prompt = build_prompt(question, chunks, fallback, max_tokens=max_tokens)
             text = fallback.complete(fallback_prompt, max_tokens=max_tokens, temperature=0.0).text
             parts = [text]

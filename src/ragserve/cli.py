@@ -427,6 +427,58 @@ def status(
         )
 
 
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option("--host", help="Bind address [127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port [8000].")] = None,
+    llm: Annotated[
+        str | None, typer.Option("--llm", help="extractive | openai | llamacpp.")
+    ] = None,
+    llm_url: Annotated[
+        str | None, typer.Option("--llm-url", help="OpenAI-compatible base URL.")
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="LLM model name.")] = None,
+    print_config: Annotated[
+        bool,
+        typer.Option(
+            "--print-config", help="Print a Serve config YAML for `serve deploy` and exit."
+        ),
+    ] = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    collection: CollectionOpt = None,
+    qdrant_url: QdrantUrlOpt = None,
+    qdrant_api_key: QdrantKeyOpt = None,
+    verbose: VerboseOpt = 0,
+) -> None:
+    """Serve the HTTP API (Ray Serve + FastAPI) until interrupted."""
+    _setup_logging(verbose)
+    from ragserve.serve.deployments import run_serve, serve_config_yaml
+
+    try:
+        settings = _settings(
+            config,
+            **{
+                "serve.host": host,
+                "serve.port": port,
+                "llm.provider": llm,
+                "llm.base_url": llm_url,
+                "llm.model": model,
+                "store.data_dir": data_dir,
+                "store.collection": collection,
+                "store.url": qdrant_url,
+                "store.api_key": qdrant_api_key,
+            },
+        )
+        if print_config:
+            out.print(serve_config_yaml(settings), markup=False)
+            return
+        err.print(f"serving on http://{settings.serve.host}:{settings.serve.port} (Ctrl-C stops)")
+        run_serve(settings, blocking=True)
+    except RagserveError as exc:
+        raise _fail(exc) from exc
+
+
 @app.command("eval")
 def eval_command(
     questions: Annotated[
