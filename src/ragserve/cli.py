@@ -388,7 +388,7 @@ def status(
         try:
             exists = store.exists()
             schema = store.stored_schema() if exists else None
-            info = {
+            info: dict[str, Any] = {
                 "collection": store.name,
                 "backend": settings.store.backend,
                 "location": settings.store.url or str(settings.store.data_dir),

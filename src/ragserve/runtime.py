@@ -30,9 +30,13 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> Any:
         if address is None and num_cpus is not None:
             kwargs["num_cpus"] = num_cpus
         ray.init(address=address, **kwargs)
-        logger.info("ray initialised: %s", ray.cluster_resources())
+        logger.info("ray initialised: %s", ray.cluster_resources())  # type: ignore[no-untyped-call]
     import ray.data
 
+    # Ray Data logs every execution plan at INFO on the driver's stderr; the
+    # CLI's own progress and summary say what a user needs.
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logger.getEffectiveLevel()))
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.enable_operator_progress_bars = False

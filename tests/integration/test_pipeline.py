@@ -88,7 +88,9 @@ def test_ingest_killed_midway_resumes_without_duplicates_or_gaps(
     resumed = run_ingest(str(small_corpus), settings)
     reference = run_ingest(str(small_corpus), make_settings(**{"store.collection": "ref"}))
     assert resumed.points_total == reference.points_total
-    assert stored_point_ids(settings) == stored_point_ids(make_settings(**{"store.collection": "ref"}))
+    assert stored_point_ids(settings) == stored_point_ids(
+        make_settings(**{"store.collection": "ref"})
+    )
 
 
 def test_crawl_of_a_local_site_and_conditional_recrawl(

@@ -12,7 +12,9 @@ pytestmark = pytest.mark.unit
 
 
 def state(url: str, *hashes: str, points: int = 3, chunk_count: int = 3) -> PageState:
-    return PageState(url=url, document_hashes=frozenset(hashes), points=points, chunk_count=chunk_count)
+    return PageState(
+        url=url, document_hashes=frozenset(hashes), points=points, chunk_count=chunk_count
+    )
 
 
 def test_unchanged_complete_page_is_skipped() -> None:

@@ -193,7 +193,8 @@ def _embedded_batches(documents: list[Document], settings: Settings) -> Iterable
     ray = ensure_ray()
     embed = settings.embed
     gpus = embed.num_gpus
-    if embed.device in {"auto", "cuda"} and gpus == 0 and ray.cluster_resources().get("GPU", 0) > 0:
+    cluster_gpus = float(ray.cluster_resources().get("GPU", 0))
+    if embed.device in {"auto", "cuda"} and gpus == 0 and cluster_gpus > 0:
         gpus = 1.0
     threads = None if gpus else max(1, (os.cpu_count() or 1) // embed.actors)
     blocks = max(1, min(len(documents), max(4, len(documents) // 25)))

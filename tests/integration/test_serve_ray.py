@@ -1,0 +1,123 @@
+"""The app on a real local Ray Serve: Ingress → Retriever + Generator over handles."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from tests.support.index import KNOWN_ANSWERS, build_index
+
+from ragserve.config import Settings
+from ragserve.serve.deployments import run_serve, serve_config_yaml
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+QUESTION = "How do I stream tokens to the client?"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    import ray
+    from ray import serve
+
+    data_dir = tmp_path_factory.mktemp("serve-index")
+    build_index(data_dir)
+    port = free_port()
+    settings = Settings.model_validate(
+        {
+            "store": {"data_dir": data_dir},
+            "embed": {"device": "cpu"},
+            "serve": {"host": "127.0.0.1", "port": port, "retriever_replicas": 2},
+        }
+    )
+    try:
+        run_serve(settings, blocking=False)
+        base = f"http://127.0.0.1:{port}"
+        _wait_until_ready(base)
+        yield base
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def _wait_until_ready(base: str, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"Ray Serve app at {base} was not ready within {timeout_s}s")
+
+
+def test_health_and_ready_over_real_http(served: str) -> None:
+    assert httpx.get(f"{served}/healthz", timeout=10).json()["status"] == "ok"
+    assert httpx.get(f"{served}/readyz", timeout=10).status_code == 200
+
+
+def test_query_over_ray_serve_returns_a_cited_answer(served: str) -> None:
+    response = httpx.post(
+        f"{served}/query",
+        json={"query": QUESTION},
+        headers={"X-Request-ID": "ray-test-1"},
+        timeout=60,
+    )
+
+    assert response.status_code == 200
+    assert response.headers["x-request-id"] == "ray-test-1"
+    body = response.json()
+    assert body["response"] == body["answer"]
+    assert body["sources"][0]["url"] == KNOWN_ANSWERS[QUESTION]
+    assert body["degraded"] is False
+
+
+def test_streamed_query_over_ray_serve_passes_tokens_through(served: str) -> None:
+    with httpx.stream(
+        "POST", f"{served}/query", json={"query": QUESTION, "stream": True}, timeout=60
+    ) as response:
+        body = response.read().decode()
+
+    assert response.status_code == 200
+    names = [line[len("event: ") :] for line in body.splitlines() if line.startswith("event: ")]
+    assert names[0] == "token"
+    assert names[-2:] == ["sources", "done"]
+
+
+def test_search_and_validation_over_ray_serve(served: str) -> None:
+    search = httpx.post(f"{served}/search", json={"query": QUESTION, "k": 2}, timeout=30)
+    invalid = httpx.post(f"{served}/search", json={"query": QUESTION, "k": 0}, timeout=30)
+
+    assert search.status_code == 200
+    assert search.json()["sources"][0]["url"] == KNOWN_ANSWERS[QUESTION]
+    assert invalid.status_code == 422
+    assert invalid.json()["error"]["type"] == "validation_error"
+
+
+def test_edge_index_keeps_one_retriever_replica_and_config_renders(served: str) -> None:
+    from ray import serve
+
+    status = serve.status().applications["ragserve"].deployments
+    assert status["Retriever"].replica_states.get("RUNNING") == 1
+    assert status["Generator"].replica_states.get("RUNNING") == 1
+
+    settings = Settings.model_validate(
+        {"serve": {"api_keys": ["k-secret"], "port": 9999}, "llm": {"api_key": "sk-secret"}}
+    )
+    rendered = serve_config_yaml(settings)
+    assert "ragserve.serve.deployments:app_builder" in rendered
+    assert "port: 9999" in rendered
+    assert "secret" not in rendered
+    assert json.dumps("k-secret") not in rendered
