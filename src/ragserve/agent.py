@@ -81,7 +81,11 @@ class QueryAgent:
         with self._lock:
             if self._retriever is None:
                 self._check_index(store)
-                embedder = self._embedder or build_embedder(self.settings.embed)
+                # One thread per query: a short text gains nothing from more, and
+                # concurrent requests then use the cores side by side.
+                embedder = self._embedder or build_embedder(
+                    self.settings.embed, threads=self.settings.embed.threads or 1
+                )
                 reranker = (
                     CrossEncoderReranker(self.settings.retrieve.reranker)
                     if self.settings.retrieve.reranker

@@ -61,6 +61,9 @@ class EmbedSettings(BaseModel):
     #: Reduced precision: bf16 on CPU, fp16 on CUDA. "auto" picks what is fast.
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     max_seq_length: int | None = Field(None, ge=16)
+    #: CPU threads for torch. None: one per query process (many small requests
+    #: run side by side), all of a node's cores split over ingest actors.
+    threads: int | None = Field(None, ge=1)
     actors: int = Field(1, ge=1)
     num_gpus: float = Field(0.0, ge=0)
 

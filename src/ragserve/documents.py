@@ -21,7 +21,7 @@ CHUNK_ID_NAMESPACE = uuid.UUID("6f1c2a7e-4b1d-5c8e-9a3f-2d7b8e6c1a90")
 
 def content_hash(data: str | bytes) -> str:
     """A stable short hash of a page's content (hex sha256, 32 chars)."""
-    raw = data.encode("utf-8") if isinstance(data, str) else data
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
     return hashlib.sha256(raw).hexdigest()[:32]
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -93,8 +92,9 @@ class SentenceTransformerEmbedder:
     actors; the model loads on first use in the process that uses it.
     """
 
-    def __init__(self, settings: EmbedSettings | None = None) -> None:
+    def __init__(self, settings: EmbedSettings | None = None, *, threads: int | None = None) -> None:
         self._settings = settings or EmbedSettings()
+        self._threads = threads or self._settings.threads
         self._model: Any = None
         self._device: str | None = None
         self._precision: str | None = None
@@ -139,23 +139,19 @@ class SentenceTransformerEmbedder:
 
     def _encode(self, texts: list[str], batch_size: int) -> Vectors:
         model = self._load()
-        with self._autocast():
-            # sentence-transformers sorts by length internally, so batches pad little.
-            vectors = model.encode(
-                texts,
-                batch_size=batch_size,
-                convert_to_numpy=True,
-                normalize_embeddings=True,
-                show_progress_bar=False,
-            )
-        return np.asarray(vectors, dtype=np.float32)
-
-    def _autocast(self) -> AbstractContextManager[Any]:
-        if self._precision == "bf16" and self._device == "cpu":
-            import torch
-
-            return torch.autocast("cpu", dtype=torch.bfloat16)
-        return nullcontext()
+        # sentence-transformers sorts by length internally, so batches pad little.
+        vectors = model.encode(
+            texts,
+            batch_size=batch_size,
+            convert_to_tensor=True,
+            normalize_embeddings=False,
+            show_progress_bar=False,
+        )
+        # Normalise in fp32: bf16 rounding would leave norms off by ~1%.
+        array = np.asarray(vectors.float().cpu().numpy(), dtype=np.float32)
+        norms = np.linalg.norm(array, axis=1, keepdims=True)
+        normalized: Vectors = array / np.maximum(norms, 1e-12)
+        return normalized
 
     def _load(self) -> Any:
         if self._model is not None:
@@ -169,6 +165,10 @@ class SentenceTransformerEmbedder:
                 "embedding needs sentence-transformers: pip install sentence-transformers"
             ) from exc
         device = pick_device(self._settings.device)
+        if self._threads and device == "cpu":
+            import torch
+
+            torch.set_num_threads(self._threads)
         path = resolve_model_path(self._settings.model)
         try:
             model = SentenceTransformer(path, device=device, local_files_only=True)
@@ -188,8 +188,10 @@ class SentenceTransformerEmbedder:
         if self._settings.max_seq_length:
             model.max_seq_length = self._settings.max_seq_length
         self._precision = self._choose_precision(device)
-        if device.startswith("cuda") and self._precision == "fp16":
-            model.half()
+        if self._precision in {"bf16", "fp16"}:
+            import torch
+
+            model.to(torch.bfloat16 if self._precision == "bf16" else torch.float16)
         self._device = device
         self._model = model
         logger.info("loaded embedder %s on %s (%s)", self.model_name, device, self._precision)
@@ -204,6 +206,6 @@ class SentenceTransformerEmbedder:
         return "bf16" if cpu_has_native_bf16() else "fp32"
 
 
-def build_embedder(settings: EmbedSettings) -> Embedder:
-    """The one factory for the embedder seam."""
-    return SentenceTransformerEmbedder(settings)
+def build_embedder(settings: EmbedSettings, *, threads: int | None = None) -> Embedder:
+    """The one factory for the embedder seam; ``threads`` overrides the setting."""
+    return SentenceTransformerEmbedder(settings, threads=threads)

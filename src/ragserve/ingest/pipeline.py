@@ -196,7 +196,7 @@ def _embedded_batches(documents: list[Document], settings: Settings) -> Iterable
     cluster_gpus = float(ray.cluster_resources().get("GPU", 0))
     if embed.device in {"auto", "cuda"} and gpus == 0 and cluster_gpus > 0:
         gpus = 1.0
-    threads = None if gpus else max(1, (os.cpu_count() or 1) // embed.actors)
+    threads = None if gpus else embed.threads or max(1, (os.cpu_count() or 1) // embed.actors)
     blocks = max(1, min(len(documents), max(4, len(documents) // 25)))
     dataset = ray.data.from_items(
         [document_to_row(doc) for doc in documents], override_num_blocks=blocks

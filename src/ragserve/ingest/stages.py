@@ -9,7 +9,6 @@ cluster.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import numpy as np
@@ -132,14 +131,9 @@ class EmbedBatch:
     def __init__(self, settings: EmbedSettings, threads: int | None = None) -> None:
         from ragserve.embed import SentenceTransformerEmbedder
 
-        if threads:
-            # Ray pins OMP threads to the actor's num_cpus; embedding is the
-            # bottleneck of CPU ingest, so let torch use the cores we were given.
-            import torch
-
-            torch.set_num_threads(threads)
-            os.environ["OMP_NUM_THREADS"] = str(threads)
-        self._embedder = SentenceTransformerEmbedder(settings)
+        # Ray pins OMP threads to the actor's num_cpus; embedding is the
+        # bottleneck of CPU ingest, so torch gets the cores we were given.
+        self._embedder = SentenceTransformerEmbedder(settings, threads=threads)
         self._embedder.warm_up()
 
     def __call__(self, batch: Batch) -> Batch:

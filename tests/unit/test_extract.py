@@ -1,0 +1,310 @@
+"""Main-content extraction against pages built by real site generators.
+
+The fixtures in ``tests/fixtures/sites`` (see its README) are the same three
+small doc pages built with Sphinx (four themes), MkDocs (two themes) and
+Docusaurus, plus hand-written awkward pages and two real Ray docs pages.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ragserve.documents import Document, Section
+from ragserve.ingest.extract import extract_sections, extract_title
+from ragserve.ingest.markdown import github_slug
+
+pytestmark = pytest.mark.unit
+
+SITES = Path(__file__).resolve().parent.parent / "fixtures" / "sites"
+PAGE_URL = "https://docs.example.com/guide.html"
+
+CODE = (
+    "def build_pool(limit):\n"
+    "    pool = Pool(max_widgets=limit)\n"
+    "    if limit > 10:\n"
+    "        pool.enable_batching()\n"
+    "    return pool"
+)
+
+#: generator -> (anchor of the text under the page's h1, strings only its chrome has)
+GENERATORS = {
+    "sphinx-alabaster": ("scaling-widgets", ["API Reference", "Related Topics", "Powered by"]),
+    "sphinx-furo": ("scaling-widgets", ["API Reference", "On this page", "Back to top"]),
+    "sphinx-rtd": ("scaling-widgets", ["API Reference", "View page source", "Built with"]),
+    "sphinx-pydata": ("scaling-widgets", ["API Reference", "On this page", "Collapse Sidebar"]),
+    "mkdocs": ("scaling-widgets", ["Reference", "Keyboard Shortcuts", "Previous page"]),
+    "mkdocs-material": ("scaling-widgets", ["Reference", "Table of contents", "Made with"]),
+    "docusaurus": ("", ["Edit this page", "On this page", "Built with Docusaurus"]),
+}
+
+
+def load(relative: str, url: str = PAGE_URL) -> Document:
+    return Document(url=url, content=(SITES / relative).read_text(encoding="utf-8"))
+
+
+def section_with(sections: list[Section], needle: str) -> Section:
+    matches = [section for section in sections if needle in section.text]
+    assert matches, f"{needle!r} is in no section"
+    return matches[0]
+
+
+def all_text(sections: list[Section]) -> str:
+    return "\n".join(section.text + "\n" + " ".join(section.heading_path) for section in sections)
+
+
+@pytest.fixture(params=sorted(GENERATORS), name="generator")
+def generator_fixture(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(name="guide")
+def guide_fixture(generator: str) -> list[Section]:
+    return extract_sections(load(f"{generator}/guide.html"))
+
+
+def test_body_text_of_every_generator_is_found(guide: list[Section]) -> None:
+    intro = section_with(guide, "The widget pool grows and shrinks with demand")
+    assert intro.text.startswith("The widget pool grows and shrinks with demand so that idle")
+
+
+def test_navigation_and_footer_text_is_left_out(generator: str, guide: list[Section]) -> None:
+    text = all_text(guide)
+    for chrome in GENERATORS[generator][1]:
+        assert chrome not in text
+
+
+def test_sections_deep_link_to_their_heading_anchor(generator: str, guide: list[Section]) -> None:
+    intro_anchor = GENERATORS[generator][0]
+    intro = section_with(guide, "grows and shrinks with demand")
+    assert intro.section_url == (f"{PAGE_URL}#{intro_anchor}" if intro_anchor else PAGE_URL)
+    assert section_with(guide, "cap how many widgets").section_url == (
+        f"{PAGE_URL}#configuring-the-pool"
+    )
+    options = section_with(guide, "Upper bound on running widgets")
+    assert options.section_url == f"{PAGE_URL}#pool-options"
+    assert options.heading_path == ("Scaling Widgets", "Configuring the pool", "Pool options")
+    assert section_with(guide, "assembly queue is reachable").heading_path == (
+        "Scaling Widgets",
+        "Troubleshooting",
+    )
+
+
+def test_code_blocks_keep_their_lines_and_indentation(guide: list[Section]) -> None:
+    section = section_with(guide, "def build_pool")
+    assert CODE in section.text
+    assert "from widgetry import Pool\n\ndef build_pool" in section.text
+
+
+def test_line_numbers_and_permalink_symbols_are_removed(guide: list[Section]) -> None:
+    troubleshooting = section_with(guide, "widgetry doctor")
+    assert "$ widgetry doctor --verbose\nqueue: reachable" in troubleshooting.text
+    for section in guide:
+        assert "¶" not in section.text
+        assert all(not heading.endswith(("#", "¶")) for heading in section.heading_path)
+
+
+def test_tables_lists_and_admonitions_read_as_lines(guide: list[Section]) -> None:
+    options = section_with(guide, "Upper bound")
+    assert "max_widgets | 8 | Upper bound on running widgets" in options.text
+    assert (
+        "- Options are read once at start-up.\n- Restart the pool to apply new options."
+        in options.text
+    )
+    assert "The pool never drops below one widget" in section_with(guide, "never drops").text
+
+
+def test_title_is_the_first_h1(generator: str) -> None:
+    document = load(f"{generator}/guide.html")
+    assert extract_title(document) == "Scaling Widgets"
+    assert {section.title for section in extract_sections(document)} == {"Scaling Widgets"}
+
+
+def test_ray_docs_page_sections_match_the_site_anchors() -> None:
+    url = "https://docs.ray.io/en/master/serve/scaling-and-resource-allocation.html"
+    sections = extract_sections(load("ray-docs/scaling-and-resource-allocation.html", url))
+    assert sections[0].title == "Set Up Autoscaling and Resource Allocation"
+    autoscaling = section_with(sections, "Serve also supports a demand-based replica autoscaler")
+    assert autoscaling.section_url == f"{url}#autoscaling"
+    assert '        "min_replicas": 1,' in autoscaling.text
+    text = all_text(sections)
+    for chrome in ("By The Ray Team", "Executable Book Project", "Example Gallery"):
+        assert chrome not in text
+
+
+def test_content_in_tabs_and_dropdowns_is_kept() -> None:
+    url = "https://docs.ray.io/en/master/serve/index.html"
+    sections = extract_sections(load("ray-docs/index.html", url))
+    assert section_with(sections, "pip install").section_url == f"{url}#quickstart"
+    assert "Use Serve’s model composition API" in all_text(sections)
+    hidden_tab = Document(
+        url=PAGE_URL,
+        content='<main><h1 id="t">T</h1><div class="sphinx-tabs-panel" hidden="true">'
+        "<p>Only in the second tab.</p></div></main>",
+    )
+    assert "Only in the second tab." in all_text(extract_sections(hidden_tab))
+
+
+def test_page_without_main_element_falls_back_to_body_minus_chrome() -> None:
+    sections = extract_sections(load("handwritten/no-main.html"))
+    text = all_text(sections)
+    assert "The cache keeps recently used results in memory so repeated queries" in text
+    for chrome in (
+        "Pricing and plans",
+        "Installation walkthrough",
+        "Edit this page",
+        "Copyright",
+        "cookies",
+        "track every click",
+    ):
+        assert chrome not in text
+    assert sections[0].title == "Cache Tuning"
+    assert section_with(sections, "quarter of the available memory").anchor == "sizing"
+    assert "cache:\n  size_mb: 512\n  policy: lru" in section_with(sections, "size_mb").text
+    assert section_with(sections, "cache_hits").text == (
+        "Metric | Meaning\ncache_hits | Queries answered from memory"
+    )
+
+
+def test_heading_without_id_links_to_the_nearest_anchored_heading_above() -> None:
+    sections = extract_sections(load("handwritten/no-main.html"))
+    eviction = section_with(sections, "Entries older than the TTL")
+    assert eviction.heading_path == ("Cache Tuning", "Sizing the cache", "Eviction")
+    assert eviction.anchor == "sizing"
+
+
+def test_malformed_html_is_extracted_without_error() -> None:
+    sections = extract_sections(load("handwritten/malformed.html"))
+    text = all_text(sections)
+    assert "First paragraph is never closed" in text
+    assert "Nested text survives the stray closers." in text
+    assert "- item one\n- item two" in text
+    assert "Site footer text" not in text
+    assert section_with(sections, "Nested text").anchor == "after"
+
+
+def test_odd_and_undecodable_characters_do_not_break_extraction() -> None:
+    raw = (SITES / "handwritten/odd-chars.html").read_bytes()
+    sections = extract_sections(Document(url=PAGE_URL, content=raw.decode("utf-8", "replace")))
+    text = all_text(sections)
+    assert "Café naïve “quoted” — emoji 🚀 and Greek λ." in text
+    assert "Zerowidth and non breaking spaces." in text
+    assert "Control char and a NUL byte." in text
+    assert "שלום" in text
+    # Bytes decoded with surrogateescape leave lone surrogates; none may reach the index.
+    escaped = raw.decode("utf-8", "surrogateescape")
+    document = Document(url=PAGE_URL, content=escaped, content_hash="fixed")
+    all_text(extract_sections(document)).encode("utf-8")
+
+
+def test_page_with_only_navigation_has_no_sections() -> None:
+    assert extract_sections(load("handwritten/nav-only.html")) == []
+    assert extract_sections(Document(url=PAGE_URL, content="")) == []
+    app_shell = '<body><nav><a href="/">Home</a></nav><main><div id="root"></div></main></body>'
+    assert extract_sections(Document(url=PAGE_URL, content=app_shell)) == []
+
+
+def test_title_falls_back_to_title_tag_without_site_suffix() -> None:
+    document = Document(
+        url=PAGE_URL,
+        content="<title>Set Up Autoscaling — Ray 3.0.0</title><main><p>Some text.</p></main>",
+    )
+    assert extract_title(document) == "Set Up Autoscaling"
+    assert extract_sections(document)[0].title == "Set Up Autoscaling"
+    bare = Document(url="https://example.com/docs/cache-tuning.html", content="<p>Text.</p>")
+    assert extract_title(bare) == "cache-tuning"
+
+
+def test_markdown_splits_at_headings_with_github_anchors() -> None:
+    document = Document(
+        url="file:///docs/guide.md",
+        content=(SITES / "_source/mkdocs/docs/guide.md").read_text(encoding="utf-8"),
+        kind="markdown",
+    )
+    sections = extract_sections(document)
+    assert sections[0].title == "Scaling Widgets"
+    assert section_with(sections, "cap how many").anchor == "configuring-the-pool"
+    assert CODE in section_with(sections, "def build_pool").text
+    assert section_with(sections, "Upper bound").heading_path == (
+        "Scaling Widgets",
+        "Configuring the pool",
+        "Pool options",
+    )
+
+
+def test_markdown_fences_front_matter_setext_and_custom_ids() -> None:
+    content = (
+        "---\ntitle: Deploying\n---\n\nIntro text.\n\n"
+        "Setup\n=====\n\nInstall it.\n\n"
+        "```bash\n# not a heading\npip install widgetry\n```\n\n"
+        "## Options {#opts}\n\nSome options.\n\n"
+        "## Notes\n\nFirst.\n\n## Notes\n\nSecond.\n"
+    )
+    sections = extract_sections(Document(url="file:///d.md", content=content, kind="markdown"))
+    assert [s.anchor for s in sections] == ["", "setup", "opts", "notes", "notes-1"]
+    assert {s.title for s in sections} == {"Deploying"}
+    assert "# not a heading\npip install widgetry" in sections[1].text
+    assert "=====" not in all_text(sections)
+
+
+def test_github_slug_matches_github_anchors() -> None:
+    assert github_slug("Scaling `num_replicas` (advanced)!") == "scaling-num_replicas-advanced"
+    assert github_slug("What's [new](https://x.y) in 2.0?") == "whats-new-in-20"
+
+
+def test_plain_text_splits_at_rst_titles_or_stays_whole() -> None:
+    rst = (SITES / "_source/sphinx/guide.rst").read_text(encoding="utf-8")
+    sections = extract_sections(Document(url="file:///guide.rst", content=rst, kind="text"))
+    assert section_with(sections, "cap how many").anchor == "configuring-the-pool"
+    assert section_with(sections, "Restart the pool").heading_path == (
+        "Scaling Widgets",
+        "Configuring the pool",
+        "Pool options",
+    )
+    assert "~~~~" not in all_text(sections)
+    plain = Document(
+        url="file:///notes.txt", content="Just some notes.\n\nTwo paragraphs.", kind="text"
+    )
+    assert [(s.anchor, s.text) for s in extract_sections(plain)] == [
+        ("", "Just some notes.\n\nTwo paragraphs.")
+    ]
+
+
+markup = st.lists(
+    st.sampled_from(
+        [
+            "<p>",
+            "</p>",
+            "<h2 id='a'>",
+            "</h2>",
+            "<pre>",
+            "</pre>",
+            "<li>",
+            "<table><tr><td>",
+            "</div>",
+            "<main>",
+            "<nav>",
+            "# ",
+            "\n",
+            "Title\n=====\n",
+            "```",
+            " text ",
+            "\x00",
+            "é",
+        ]
+    )
+    | st.text(max_size=20),
+    max_size=40,
+).map("".join)
+
+
+@settings(max_examples=150, deadline=None)
+@given(content=markup, kind=st.sampled_from(["html", "markdown", "text"]))
+def test_any_input_gives_sections_with_text_or_none(content: str, kind: str) -> None:
+    document = Document(url=PAGE_URL, content=content, kind=kind)  # type: ignore[arg-type]
+    for section in extract_sections(document):
+        assert section.text.strip()
+        assert section.url == PAGE_URL
