@@ -75,7 +75,9 @@ class PeakRss:
         self._thread.join()
 
 
-def run_with_peak_rss(cmd: list[str], env: dict[str, str] | None = None) -> tuple[str, float, float]:
+def run_with_peak_rss(
+    cmd: list[str], env: dict[str, str] | None = None
+) -> tuple[str, float, float]:
     """Run a command; return its stdout, wall seconds and peak RSS (tree) in MB."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)

@@ -97,8 +97,10 @@ class RetrieveSettings(BaseModel):
 
     k: int = Field(5, ge=1, le=100)
     mode: Literal["hybrid", "dense", "sparse"] = "hybrid"
-    #: Candidates fetched from each of dense and sparse before fusion.
-    candidates: int = Field(40, ge=1, le=1000)
+    #: Candidates fetched from each of dense and BM25 before RRF fusion. Deep
+    #: lists let fusion see chunks that both retrievers like: on the Ray docs
+    #: dev set, 40 → 0.624, 100 → 0.679, 400 → 0.706 retrieval score at k=5.
+    candidates: int = Field(400, ge=1, le=2000)
     #: At most this many chunks from one page; spreads the k slots over pages.
     max_per_page: int = Field(1, ge=1)
     min_score: float | None = None

@@ -92,7 +92,9 @@ class SentenceTransformerEmbedder:
     actors; the model loads on first use in the process that uses it.
     """
 
-    def __init__(self, settings: EmbedSettings | None = None, *, threads: int | None = None) -> None:
+    def __init__(
+        self, settings: EmbedSettings | None = None, *, threads: int | None = None
+    ) -> None:
         self._settings = settings or EmbedSettings()
         self._threads = threads or self._settings.threads
         self._model: Any = None
@@ -106,7 +108,10 @@ class SentenceTransformerEmbedder:
     @property
     def dimension(self) -> int:
         model = self._load()
-        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        getter = (
+            getattr(model, "get_embedding_dimension", None)
+            or model.get_sentence_embedding_dimension
+        )
         dim = getter()
         if dim is None:
             raise EmbedderError(f"model {self.model_name} does not report its embedding size")

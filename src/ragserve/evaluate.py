@@ -175,8 +175,10 @@ def normalize_url(url: str, source_prefix: Mapping[str, str] | None = None) -> s
     The longest matching prefix in ``source_prefix`` is rewritten (so an index
     built from a local mirror, ``http://127.0.0.1:8000/``, can be scored
     against ``https://docs.ray.io/en/master/`` references, or both can be
-    mapped to ``""``), and a trailing slash on the page is dropped. The anchor
-    is kept; an empty anchor (``page#``) is dropped.
+    mapped to ``""``), and a trailing slash or ``/index.html`` on the page is
+    dropped: ``serve/`` and ``serve/index.html`` are the same page, and the
+    crawler indexes the former. The anchor is kept; an empty anchor
+    (``page#``) is dropped.
     """
     page, _, anchor = url.strip().partition("#")
     if source_prefix:
@@ -184,7 +186,7 @@ def normalize_url(url: str, source_prefix: Mapping[str, str] | None = None) -> s
             if prefix and page.startswith(prefix):
                 page = source_prefix[prefix] + page[len(prefix) :]
                 break
-    page = page.rstrip("/")
+    page = page.removesuffix("/index.html").rstrip("/")
     return f"{page}#{anchor}" if anchor else page
 
 

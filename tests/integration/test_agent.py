@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +27,11 @@ INJECTION = (
 
 
 @pytest.fixture(scope="module")
-def index_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+def index_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     data_dir = tmp_path_factory.mktemp("agent-index")
     settings = build_index(data_dir)
     _add_injection_page(data_dir)
-    yield settings
+    return settings
 
 
 def _add_injection_page(data_dir: Path) -> None:
@@ -111,11 +110,14 @@ def test_injected_instructions_in_a_page_stay_delimited_data(index_settings: Set
 
 
 def test_llm_down_gives_a_degraded_answer_with_sources(index_settings: Settings) -> None:
-    agent = agent_for(index_settings, provider="openai", base_url="http://127.0.0.1:1/v1", retries=0)
+    agent = agent_for(
+        index_settings, provider="openai", base_url="http://127.0.0.1:1/v1", retries=0
+    )
     answer = agent.ask("How do I run several replicas?", k=2)
     assert answer.degraded is True
     assert len(answer.sources) == 2
-    assert answer.warnings and "language model" in answer.warnings[0]
+    assert answer.warnings
+    assert "language model" in answer.warnings[0]
     with pytest.raises(LLMUnavailableError):
         agent.ask("How do I run several replicas?", k=2, strict=True)
     agent.close()

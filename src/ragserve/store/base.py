@@ -119,10 +119,11 @@ class VectorStore(Protocol):
         """The schema the collection was created with, or None if absent."""
         ...
 
-    def exists(self) -> bool:
-        ...
+    def exists(self) -> bool: ...
 
-    def upsert(self, points: Sequence[IndexedChunk], page_meta: dict[str, dict[str, Any]] | None = None) -> int:
+    def upsert(
+        self, points: Sequence[IndexedChunk], page_meta: dict[str, dict[str, Any]] | None = None
+    ) -> int:
         """Write points (idempotent by id); returns how many were written.
 
         ``page_meta`` optionally maps url -> extra payload (``etag``,
@@ -170,8 +171,7 @@ class VectorStore(Protocol):
         """Delete the collection and its data."""
         ...
 
-    def close(self) -> None:
-        ...
+    def close(self) -> None: ...
 
 
 def pages_of(points: Iterable[IndexedChunk]) -> set[str]:
