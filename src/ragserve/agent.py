@@ -160,8 +160,18 @@ class QueryAgent:
         strict: bool = False,
     ) -> Iterator[AnswerEvent]:
         """Like ``ask`` but yields tokens as the LLM writes them."""
-        started = time.perf_counter()
         retrieval = self._retrieve(question, k, filters, None)
+        yield from self.generate_stream(question, retrieval, strict=strict)
+
+    def generate_stream(
+        self, question: str, retrieval: Retrieval, *, strict: bool = False
+    ) -> Iterator[AnswerEvent]:
+        """The generation half of ``ask_stream``, for a retrieval done elsewhere.
+
+        Ray Serve's Generator deployment calls this with the chunks its
+        Retriever deployment found, so the two sides scale separately.
+        """
+        started = time.perf_counter() - sum(retrieval.timings.values())
         timings = dict(retrieval.timings)
         chunks = retrieval.chunks
         llm = self.llm

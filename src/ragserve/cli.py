@@ -444,6 +444,13 @@ def serve(
             "--print-config", help="Print a Serve config YAML for `serve deploy` and exit."
         ),
     ] = False,
+    replicas: Annotated[
+        int | None,
+        typer.Option("--replicas", help="Retriever replicas (Edge: each gets an index copy)."),
+    ] = None,
+    no_ray: Annotated[
+        bool, typer.Option("--no-ray", help="Plain uvicorn in this process, without Ray Serve.")
+    ] = False,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     collection: CollectionOpt = None,
@@ -453,6 +460,7 @@ def serve(
 ) -> None:
     """Serve the HTTP API (Ray Serve + FastAPI) until interrupted."""
     _setup_logging(verbose)
+    from ragserve.serve import run_uvicorn
     from ragserve.serve.deployments import run_serve, serve_config_yaml
 
     try:
@@ -461,6 +469,8 @@ def serve(
             **{
                 "serve.host": host,
                 "serve.port": port,
+                "serve.retriever_replicas": replicas,
+                "serve.copy_edge_index": True if replicas and replicas > 1 else None,
                 "llm.provider": llm,
                 "llm.base_url": llm_url,
                 "llm.model": model,
@@ -470,11 +480,15 @@ def serve(
                 "store.api_key": qdrant_api_key,
             },
         )
+        copy_index = settings.serve.copy_edge_index
         if print_config:
-            out.print(serve_config_yaml(settings), markup=False)
+            out.print(serve_config_yaml(settings, copy_edge_index=copy_index), markup=False)
             return
         err.print(f"serving on http://{settings.serve.host}:{settings.serve.port} (Ctrl-C stops)")
-        run_serve(settings, blocking=True)
+        if no_ray:
+            run_uvicorn(settings)
+        else:
+            run_serve(settings, blocking=True, copy_edge_index=copy_index)
     except RagserveError as exc:
         raise _fail(exc) from exc
 

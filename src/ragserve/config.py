@@ -77,6 +77,9 @@ class StoreSettings(BaseModel):
     url: str | None = None
     api_key: SecretStr | None = None
     timeout_s: float = Field(10.0, gt=0)
+    #: HNSW search breadth. bench/query.py at 100k chunks: the engine default
+    #: found 0.82 of the exact dense top-5, ef=256 0.93 for +1 ms p50.
+    hnsw_ef: int | None = Field(256, ge=4)
 
     @field_validator("collection")
     @classmethod
@@ -142,6 +145,9 @@ class ServeSettings(BaseModel):
     max_replicas: int = Field(4, ge=1)
     target_ongoing_requests: float = Field(2.0, gt=0)
     retriever_num_gpus: float = Field(0.0, ge=0)
+    #: Embedded (Edge) index only: give each Retriever replica a private copy,
+    #: since one Edge shard opens in one process. A Qdrant server needs no copy.
+    copy_edge_index: bool = False
     generator_num_gpus: float = Field(0.0, ge=0)
 
 

@@ -30,7 +30,7 @@ from fastapi import FastAPI
 from ragserve.agent import AnswerEvent, QueryAgent
 from ragserve.config import Settings, load_settings
 from ragserve.errors import RagserveError
-from ragserve.generate import LLM, build_llm
+from ragserve.generate import build_llm
 from ragserve.retrieve import Retrieval
 from ragserve.runtime import ensure_ray
 from ragserve.serve.app import create_app
@@ -56,28 +56,6 @@ IMPORT_PATH = "ragserve.serve.deployments:app_builder"
 _CPUS = {"Ingress": 0.1, "Retriever": 0.5, "Generator": 0.25}
 #: Secrets never written into a Serve config file; replicas read them from the env.
 _SECRET_FIELDS = {"store": {"api_key"}, "llm": {"api_key"}, "serve": {"api_keys"}}
-
-
-class _AnswerFromRetrieval(QueryAgent):
-    """A ``QueryAgent`` whose retrieval already happened in the Retriever deployment.
-
-    Reuses the agent's generation path (prompt, streaming, degraded fallback,
-    usage) instead of duplicating it; see the report's request for a public
-    ``QueryAgent.generate_stream``.
-    """
-
-    def __init__(self, settings: Settings, llm: LLM, retrieval: Retrieval) -> None:
-        super().__init__(settings, llm=llm)
-        self._given = retrieval
-
-    def _retrieve(
-        self,
-        question: str,
-        k: int | None,
-        filters: SearchFilter | None,
-        mode: SearchMode | None,
-    ) -> Retrieval:
-        return self._given
 
 
 class RetrieverReplica:
@@ -123,10 +101,11 @@ class GeneratorReplica:
         configure_json_logging()
         self._settings = settings
         self._llm = build_llm(settings.llm)
+        # Generation only: this agent never opens the index or loads the embedder.
+        self._agent = QueryAgent(settings, llm=self._llm)
 
     def generate(self, question: str, retrieval: Retrieval) -> Iterator[AnswerEvent]:
-        agent = _AnswerFromRetrieval(self._settings, self._llm, retrieval)
-        yield from agent.ask_stream(question)
+        yield from self._agent.generate_stream(question, retrieval)
 
     def readiness(self) -> list[str]:
         try:

@@ -17,7 +17,7 @@ def open_store(settings: StoreSettings) -> VectorStore:
     if settings.backend == "edge":
         from ragserve.store.edge import EdgeStore
 
-        return EdgeStore(settings.data_dir, settings.collection)
+        return EdgeStore(settings.data_dir, settings.collection, hnsw_ef=settings.hnsw_ef)
     if settings.backend == "qdrant":
         if not settings.url:
             raise ConfigError(
@@ -28,6 +28,10 @@ def open_store(settings: StoreSettings) -> VectorStore:
 
         api_key = settings.api_key.get_secret_value() if settings.api_key else None
         return QdrantServerStore(
-            settings.url, settings.collection, api_key=api_key, timeout_s=settings.timeout_s
+            settings.url,
+            settings.collection,
+            api_key=api_key,
+            timeout_s=settings.timeout_s,
+            hnsw_ef=settings.hnsw_ef,
         )
     raise ConfigError(f"unknown store.backend '{settings.backend}'; use 'edge' or 'qdrant'")
