@@ -100,7 +100,11 @@ CONFIGS = {
 DEFAULT_CONFIGS = ("c512", "c1024", "c256", "plain512")
 
 #: Query-time variants evaluated on every index: (mode, max_per_page, ks reported).
-QUERY_GRID = sweep_grid({"max_per_page": [1, 2], "mode": ["dense", "sparse", "hybrid"]})
+QUERY_GRID = [
+    *sweep_grid({"max_per_page": [1, 2], "mode": ["dense", "sparse", "hybrid"]}),
+    # Candidate depth of each retriever before fusion (default 400), hybrid only.
+    *sweep_grid({"max_per_page": [1], "mode": ["hybrid"], "candidates": [100, 1000, 2000]}),
+]
 DEPTH = 10
 
 
@@ -204,10 +208,12 @@ def evaluate_index(run: IndexRun, questions_file: Path) -> list[dict[str, Any]]:
             raise AssertionError(f"{run.data_dir} was built with {model}, not {run.config.model}")
         questions = load_questions(questions_file)
         agent.warm_up()
+        default_candidates = retriever.settings.candidates
         rows = []
         for variant in QUERY_GRID:
             mode: SearchMode = variant["mode"]
             per_page: int = variant["max_per_page"]
+            retriever.settings.candidates = variant.get("candidates", default_candidates)
 
             def retrieve(
                 question: str, depth: int, mode: SearchMode = mode, mpp: int = per_page
@@ -221,13 +227,15 @@ def evaluate_index(run: IndexRun, questions_file: Path) -> list[dict[str, Any]]:
             result = evaluate_retrieval(
                 questions, retrieve, k=5, ks=(1, 3, 5, DEPTH), indexed_pages=indexed
             )
-            for k in (5, 10) if per_page == 1 else (5,):
-                rows.append(table_row(run, mode, per_page, k, result))
+            ks = (5, 10) if per_page == 1 and "candidates" not in variant else (5,)
+            for k in ks:
+                row = table_row(run, mode, per_page, k, result)
+                row["candidates"] = retriever.settings.candidates
+                rows.append(row)
             logger.info(
-                "%s %s max_per_page=%d: score@5 %.3f",
+                "%s %s: score@5 %.3f",
                 run.config.name,
-                mode,
-                per_page,
+                variant,
                 result.hit_rate_at(5),
             )
         return rows
@@ -255,6 +263,7 @@ def table_row(
         "recall": summary["recall_at"][str(k)],
         "mrr": summary["mrr"],
         "hits": round(result.hit_rate_at(k) * len(result.records)),
+        "n": len(result.records),
         "p50_ms": round(total["p50"] * 1000, 1),
         "p95_ms": round(total["p95"] * 1000, 1),
         "unreachable": unreachable["count"] if unreachable else None,
@@ -268,11 +277,18 @@ COLUMNS = (
     "mode",
     "k",
     "max_per_page",
+    "candidates",
     "retrieval_score",
+    "hits",
     "section_score",
     "mrr",
     "p50_ms",
 )
+
+
+def display(row: dict[str, Any]) -> dict[str, Any]:
+    """A table row: latency to one decimal (format_table gives floats three), hits as n/N."""
+    return {**row, "p50_ms": f"{row['p50_ms']:.1f}", "hits": f"{row['hits']}/{row['n']}"}
 
 
 def markdown(rows: Sequence[dict[str, Any]], runs: Sequence[IndexRun], n_questions: int) -> str:
@@ -283,7 +299,7 @@ def markdown(rows: Sequence[dict[str, Any]], runs: Sequence[IndexRun], n_questio
         f" = {100 / n_questions:.1f} points). Retrieval score as in the Anyscale RAG guide;"
         " MRR over the top 10; p50 latency of one retrieve call on a shared 2-core machine.",
         "",
-        format_table(rows, COLUMNS),
+        format_table([display(row) for row in rows], COLUMNS),
         "## Indexes",
         "",
     ]
@@ -354,16 +370,26 @@ def main(argv: Sequence[str] | None = None) -> None:
                 run.error = f"evaluation failed: {exc}"
         if run.error:
             logger.error("%s: %s", name, run.error)
+        save(rows, runs, args.questions, write=not args.no_write)
 
-    n_questions = len(load_questions(args.questions))
-    table = markdown(rows, runs, n_questions)
+    table = save(rows, runs, args.questions, write=not args.no_write)
     sys.stdout.write(table)
-    if args.no_write:
-        return
+
+
+def save(
+    rows: Sequence[dict[str, Any]], runs: Sequence[IndexRun], questions: Path, *, write: bool
+) -> str:
+    """The Markdown report; written with the JSON after every index so a long sweep
+    that is interrupted keeps what it measured."""
+    n_questions = len(load_questions(questions))
+    table = markdown(rows, runs, n_questions)
+    if not write:
+        return table
     payload = {
-        "questions": str(args.questions),
+        "questions": str(questions),
         "n_questions": n_questions,
         "machine": machine(),
+        "query_grid": QUERY_GRID,
         "indexes": [
             {
                 "name": run.config.name,
@@ -377,11 +403,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             }
             for run in runs
         ],
-        "rows": rows,
+        "rows": list(rows),
     }
     path = write_result("quality", payload)
     (RESULTS / "quality.md").write_text(table, encoding="utf-8")
     logger.info("wrote %s and quality.md", path)
+    return table
 
 
 if __name__ == "__main__":

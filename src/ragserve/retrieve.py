@@ -77,22 +77,29 @@ class Retriever:
         sparse = self.sparse_encoder.encode_query(question) if mode != "dense" else None
         timings["embed"] = time.perf_counter() - t0
 
-        # Fetch enough candidates that diversity filtering can still fill k.
+        # Fetch enough fused chunks that diversity filtering can still fill k;
+        # when one page holds most matches, widen until k pages are found.
         want = max(k * per_page, k) * (4 if per_page < k else 1)
         if self.reranker is not None:
             want = max(want, self.settings.rerank_candidates)
+        pool = max(self.settings.candidates, want)
         t1 = time.perf_counter()
-        candidates = self.store.search(
-            dense=dense,
-            sparse=sparse,
-            limit=max(want, k),
-            mode=mode,
-            candidates=max(self.settings.candidates, want),
-            search_filter=search_filter,
-        )
+        limit = want
+        while True:
+            candidates = self.store.search(
+                dense=dense,
+                sparse=sparse,
+                limit=limit,
+                mode=mode,
+                candidates=pool,
+                search_filter=search_filter,
+            )
+            ranked = diversify(candidates, max_per_page=per_page)
+            if len(ranked) >= max(k, want // 4) or len(candidates) < limit or limit >= pool:
+                break
+            limit = min(limit * 4, pool)
         timings["retrieve"] = time.perf_counter() - t1
 
-        ranked = diversify(candidates, max_per_page=per_page)
         if self.reranker is not None:
             t2 = time.perf_counter()
             ranked = self.reranker.rerank(question, ranked[: self.settings.rerank_candidates])
