@@ -275,22 +275,24 @@ def _usage(llm: LLM, prompt_text: str, completion: str) -> dict[str, int]:
         return {}
 
 
+def source_to_dict(source: Source) -> dict[str, Any]:
+    """The JSON shape of one citation."""
+    return {
+        "n": source.n,
+        "url": source.url,
+        "page_url": source.page_url,
+        "title": source.title,
+        "score": source.score,
+        "snippet": source.snippet,
+    }
+
+
 def answer_to_dict(answer: Answer) -> dict[str, Any]:
     """The JSON shape of an answer, shared by ``ask --json`` and the API."""
     return {
         "question": answer.question,
         "answer": answer.text,
-        "sources": [
-            {
-                "n": s.n,
-                "url": s.url,
-                "page_url": s.page_url,
-                "title": s.title,
-                "score": s.score,
-                "snippet": s.snippet,
-            }
-            for s in answer.sources
-        ],
+        "sources": [source_to_dict(source) for source in answer.sources],
         "model": answer.model,
         "timings": answer.timings,
         "usage": answer.usage,
@@ -299,4 +301,4 @@ def answer_to_dict(answer: Answer) -> dict[str, Any]:
     }
 
 
-__all__ = ["AnswerEvent", "QueryAgent", "answer_to_dict", "to_sources"]
+__all__ = ["AnswerEvent", "QueryAgent", "answer_to_dict", "source_to_dict", "to_sources"]

@@ -186,3 +186,72 @@ def test_non_http_source_is_refused(tmp_path: Path) -> None:
     result = ragserve("ingest", "ftp://example.com/docs", "--data-dir", str(tmp_path), cwd=tmp_path)
     assert result.returncode == 1
     assert "http" in result.stderr
+
+
+QUESTIONS = (
+    Path(__file__).resolve().parents[1] / "fixtures" / "eval" / "serve-sample-questions.jsonl"
+)
+
+
+def test_eval_prints_the_score_and_writes_the_html_report(index_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    result = ragserve(
+        "eval",
+        "--questions",
+        str(QUESTIONS),
+        "--data-dir",
+        str(index_dir),
+        "--out",
+        str(out),
+        "--json",
+        cwd=index_dir,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["n_questions"] == 5
+    assert summary["retrieval_score"] >= 0.8  # 4 answerable + 1 empty-source hit on the sample
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "<html" in html.lower()
+    assert (out / "results.jsonl").read_text(encoding="utf-8").count("\n") == 5
+
+
+def test_ingest_quality_gate_fails_below_min_score(index_dir: Path, sample_corpus: Path) -> None:
+    result = ragserve(
+        "ingest",
+        str(sample_corpus),
+        "--base-url",
+        "https://docs.ray.io/en/master/",
+        "--data-dir",
+        str(index_dir),
+        "--eval",
+        str(QUESTIONS),
+        "--min-score",
+        "1.01",
+        "--json",
+        cwd=index_dir,
+    )
+    assert result.returncode == 4
+    assert "quality gate failed" in result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["eval"]["gate_failed"] is True
+
+
+def test_ingest_quality_gate_passes_at_a_reachable_score(
+    index_dir: Path, sample_corpus: Path
+) -> None:
+    result = ragserve(
+        "ingest",
+        str(sample_corpus),
+        "--base-url",
+        "https://docs.ray.io/en/master/",
+        "--data-dir",
+        str(index_dir),
+        "--eval",
+        str(QUESTIONS),
+        "--min-score",
+        "0.5",
+        "--json",
+        cwd=index_dir,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["eval"]["gate_failed"] is False

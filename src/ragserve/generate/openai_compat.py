@@ -13,10 +13,8 @@ tokenizer is unknown and tiktoken would download its tables at run time.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
-import random
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +25,7 @@ import httpx
 from ragserve.errors import LLMAuthError, LLMError, LLMModelNotFoundError, LLMUnavailableError
 from ragserve.generate.base import Completion, Prompt
 from ragserve.generate.tokens import estimate_tokens
+from ragserve.retry import backoff_s, retry_after_s
 
 logger = logging.getLogger(__name__)
 
@@ -224,23 +223,10 @@ class OpenAICompatibleLLM:
         raise AssertionError("unreachable: the loop returns or raises")
 
     def _backoff(self, attempt: int) -> float:
-        """Exponential backoff with equal jitter: spreads retries of many replicas."""
-        ceiling = min(self._backoff_max_s, self._backoff_base_s * 2.0 ** (attempt - 1))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
+        return backoff_s(attempt, base_s=self._backoff_base_s, cap_s=self._backoff_max_s)
 
     def _retry_after(self, response: httpx.Response) -> float | None:
-        value = response.headers.get("retry-after")
-        if not value:
-            return None
-        try:
-            seconds = float(value)
-        except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(value)
-            except (TypeError, ValueError):
-                return None
-            seconds = when.timestamp() - time.time()
-        return min(max(seconds, 0.0), self._retry_after_cap_s)
+        return retry_after_s(response.headers, cap_s=self._retry_after_cap_s)
 
     def _status_error(self, response: httpx.Response, url: str, *, list_models: bool) -> LLMError:
         status = response.status_code

@@ -36,13 +36,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
-import random
 import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any, cast
 
 import httpcore
@@ -70,6 +68,7 @@ from ragserve.ingest.urls import (
     page_key,
     public_url,
 )
+from ragserve.retry import backoff_s, retry_after_s
 
 logger = logging.getLogger(__name__)
 
@@ -257,22 +256,11 @@ def _client(settings: IngestSettings) -> httpx.AsyncClient:
 
 def _backoff_s(attempt: int) -> float:
     """Exponential backoff with jitter: ~0.25 s, 0.5 s, 1 s, ... capped."""
-    backoff: float = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2.0**attempt)
-    return backoff * random.uniform(0.5, 1.0)
+    return backoff_s(attempt + 1, base_s=BACKOFF_BASE_S, cap_s=BACKOFF_CAP_S)
 
 
 def _retry_after_s(headers: httpx.Headers) -> float | None:
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError):
-            return None
-    return max(0.0, min(RETRY_AFTER_CAP_S, seconds))
+    return retry_after_s(headers, cap_s=RETRY_AFTER_CAP_S)
 
 
 def _describe_transport_error(exc: Exception, timeout_s: float) -> str:

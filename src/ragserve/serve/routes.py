@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from ragserve.agent import AnswerEvent, answer_to_dict
+from ragserve.agent import AnswerEvent, answer_to_dict, source_to_dict
 from ragserve.config import Settings
 from ragserve.documents import Answer, Source
 from ragserve.serve.backend import AgentLike
@@ -152,17 +152,7 @@ def answer_body(answer: Answer) -> dict[str, Any]:
 
 
 def sources_json(sources: tuple[Source, ...] | list[Source]) -> list[dict[str, Any]]:
-    return [
-        {
-            "n": s.n,
-            "url": s.url,
-            "page_url": s.page_url,
-            "title": s.title,
-            "score": s.score,
-            "snippet": s.snippet,
-        }
-        for s in sources
-    ]
+    return [source_to_dict(source) for source in sources]
 
 
 def sse(event: str | None, data: Any) -> str:
