@@ -60,6 +60,21 @@ def _settings(config: Path | None, **overrides: Any) -> Settings:
     return load_settings(config, **overrides)
 
 
+def _store_overrides(
+    data_dir: Path | None, collection: str | None, url: str | None, api_key: str | None
+) -> dict[str, Any]:
+    return {
+        "store.data_dir": data_dir,
+        "store.collection": collection,
+        "store.url": url,
+        "store.api_key": api_key,
+    }
+
+
+def _llm_overrides(provider: str | None, base_url: str | None, model: str | None) -> dict[str, Any]:
+    return {"llm.provider": provider, "llm.base_url": base_url, "llm.model": model}
+
+
 def _setup_logging(verbose: int) -> None:
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(
@@ -137,10 +152,7 @@ def ingest(
         settings = _settings(
             config,
             **{
-                "store.data_dir": data_dir,
-                "store.collection": collection,
-                "store.url": qdrant_url,
-                "store.api_key": qdrant_api_key,
+                **_store_overrides(data_dir, collection, qdrant_url, qdrant_api_key),
                 "embed.model": embed_model,
                 "ingest.base_url": base_url,
                 "ingest.max_pages": max_pages,
@@ -299,14 +311,9 @@ def ask(
         settings = _settings(
             config,
             **{
-                "store.data_dir": data_dir,
-                "store.collection": collection,
-                "store.url": qdrant_url,
-                "store.api_key": qdrant_api_key,
+                **_store_overrides(data_dir, collection, qdrant_url, qdrant_api_key),
                 "embed.model": embed_model,
-                "llm.provider": llm,
-                "llm.model": model,
-                "llm.base_url": llm_url,
+                **_llm_overrides(llm, llm_url, model),
             },
         )
         agent = QueryAgent(settings)
@@ -378,10 +385,7 @@ def status(
         settings = _settings(
             config,
             **{
-                "store.data_dir": data_dir,
-                "store.collection": collection,
-                "store.url": qdrant_url,
-                "store.api_key": qdrant_api_key,
+                **_store_overrides(data_dir, collection, qdrant_url, qdrant_api_key),
             },
         )
         store = open_store(settings.store)
@@ -471,13 +475,8 @@ def serve(
                 "serve.port": port,
                 "serve.retriever_replicas": replicas,
                 "serve.copy_edge_index": True if replicas and replicas > 1 else None,
-                "llm.provider": llm,
-                "llm.base_url": llm_url,
-                "llm.model": model,
-                "store.data_dir": data_dir,
-                "store.collection": collection,
-                "store.url": qdrant_url,
-                "store.api_key": qdrant_api_key,
+                **_llm_overrides(llm, llm_url, model),
+                **_store_overrides(data_dir, collection, qdrant_url, qdrant_api_key),
             },
         )
         copy_index = settings.serve.copy_edge_index
@@ -539,14 +538,9 @@ def eval_command(
         settings = _settings(
             config,
             **{
-                "store.data_dir": data_dir,
-                "store.collection": collection,
-                "store.url": qdrant_url,
-                "store.api_key": qdrant_api_key,
+                **_store_overrides(data_dir, collection, qdrant_url, qdrant_api_key),
                 "retrieve.mode": mode,
-                "llm.provider": llm,
-                "llm.base_url": llm_url,
-                "llm.model": model,
+                **_llm_overrides(llm, llm_url, model),
             },
         )
         result = run_eval(
