@@ -178,13 +178,13 @@ def test_write_results_creates_report_files(
     ("url", "expected"),
     [
         ("https://docs.ray.io/en/master/serve/", "serve"),
-        ("https://docs.ray.io/en/master/serve/index.html#key", "serve/index.html#key"),
+        ("https://docs.ray.io/en/master/serve/index.html#key", "serve#key"),
         ("http://127.0.0.1:8765/serve/#key", "serve#key"),
-        ("https://docs.ray.io/en/master/serve/index.html#", "serve/index.html"),
+        ("https://docs.ray.io/en/master/serve/index.html#", "serve"),
         ("https://example.com/other/page/", "https://example.com/other/page"),
     ],
 )
-def test_normalize_url_rewrites_prefix_strips_slash_keeps_anchor(url: str, expected: str) -> None:
+def test_normalize_url_rewrites_prefix_strips_slash_and_index_keeps_anchor(url: str, expected: str) -> None:
     assert normalize_url(url, PREFIX) == expected
 
 
