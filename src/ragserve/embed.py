@@ -165,6 +165,9 @@ class SentenceTransformerEmbedder:
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         try:
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.disable_progress_bar()
         except ImportError as exc:
             raise EmbedderError(
                 "embedding needs sentence-transformers: pip install sentence-transformers"

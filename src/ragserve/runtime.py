@@ -35,8 +35,8 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> Any:
 
     # Ray Data logs every execution plan at INFO on the driver's stderr; the
     # CLI's own progress and summary say what a user needs.
-    for name in ("ray", "ray.data"):
-        logging.getLogger(name).setLevel(max(logging.WARNING, logger.getEffectiveLevel()))
+    logging.getLogger("ray").setLevel(max(logging.WARNING, logger.getEffectiveLevel()))
+    logging.getLogger("ray.data").setLevel(max(logging.ERROR, logger.getEffectiveLevel()))
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.enable_operator_progress_bars = False

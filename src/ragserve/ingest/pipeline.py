@@ -219,7 +219,7 @@ def _embedded_batches(documents: list[Document], settings: Settings) -> Iterable
         batch_size=settings.ingest.batch_size,
         batch_format="numpy",
         fn_constructor_kwargs={"settings": embed, "threads": threads},
-        concurrency=embed.actors,
+        compute=ray.data.ActorPoolStrategy(size=embed.actors),
         num_gpus=gpus or None,
         num_cpus=1,
     )
