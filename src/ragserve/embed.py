@@ -167,7 +167,7 @@ class SentenceTransformerEmbedder:
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as transformers_logging
 
-            transformers_logging.disable_progress_bar()
+            transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         except ImportError as exc:
             raise EmbedderError(
                 "embedding needs sentence-transformers: pip install sentence-transformers"
