@@ -1,7 +1,7 @@
 """Starting or joining Ray, the same way for ingest, serve and benchmarks.
 
 ``RAY_ADDRESS`` (or ``address=``) joins an existing cluster unchanged; without
-it a local Ray starts on this machine's cores. Ray's own progress bars and
+it a private local Ray starts on this machine's cores. Ray's own progress bars and
 driver log forwarding are off: ragserve's CLI draws its own progress.
 """
 
@@ -21,13 +21,16 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> Any:
     import ray
 
     if not ray.is_initialized():
-        address = address or os.environ.get("RAY_ADDRESS") or None
+        # Without an address, start a private local Ray rather than silently
+        # joining whatever `ray start` left running on this machine; join a
+        # cluster with RAY_ADDRESS=host:port (or RAY_ADDRESS=auto for the local one).
+        address = address or os.environ.get("RAY_ADDRESS") or "local"
         kwargs: dict[str, Any] = {
             "include_dashboard": False,
             "log_to_driver": False,
             "configure_logging": False,
         }
-        if address is None and num_cpus is not None:
+        if address == "local" and num_cpus is not None:
             kwargs["num_cpus"] = num_cpus
         ray.init(address=address, **kwargs)
         logger.info("ray initialised: %s", ray.cluster_resources())  # type: ignore[no-untyped-call]
