@@ -131,7 +131,7 @@ def finished_ingest(marker: Path) -> dict[str, Any] | None:
     return report
 
 
-def build_index(config: IndexConfig, work: Path) -> IndexRun:
+def build_index(config: IndexConfig, work: Path, *, retries: int = 2) -> IndexRun:
     """Ingest the corpus for ``config`` into ``work/NAME``; record, don't raise, a failure."""
     data_dir = work / config.name
     run = IndexRun(config, data_dir)
@@ -167,15 +167,37 @@ def build_index(config: IndexConfig, work: Path) -> IndexRun:
     logger.info("%s: ingesting into %s (%s)", config.name, data_dir, " ".join(cmd[1:]))
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    except OSError as exc:
-        run.error = f"could not start ragserve ingest: {exc}"
-        return run
+    attempts = []
+    for attempt in range(1 + retries):
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        except OSError as exc:
+            run.error = f"could not start ragserve ingest: {exc}"
+            return run
+        err_file = work / f"{config.name}.ingest.{attempt}.err"
+        err_file.write_text(proc.stderr, encoding="utf-8")
+        attempts.append({"rc": proc.returncode, "stdout": proc.stdout[-1000:]})
+        if proc.returncode == 0:
+            break
+        logger.warning(
+            "%s: ingest attempt %d exited %d (see %s)",
+            config.name,
+            attempt + 1,
+            proc.returncode,
+            err_file,
+        )
+        # A Ray cluster torn down under the ingest (another user's `ray stop` on a
+        # shared machine) is the usual cause; the ingest is incremental, so a
+        # retry without --recreate carries on from the pages already written.
+        if "--recreate" in cmd:
+            cmd.remove("--recreate")
     seconds = time.perf_counter() - started
-    (work / f"{config.name}.ingest.err").write_text(proc.stderr, encoding="utf-8")
     if proc.returncode != 0:
-        run.error = f"ingest exited {proc.returncode}: {proc.stderr.strip()[-1500:]}"
+        run.error = (
+            f"ingest failed {len(attempts)} times, last exit {proc.returncode}: "
+            f"{_last_error(proc.stdout + proc.stderr)}"
+        )
+        run.ingest = {"attempts": attempts}
         return run
     try:
         report = json.loads(proc.stdout)
@@ -183,9 +205,19 @@ def build_index(config: IndexConfig, work: Path) -> IndexRun:
         run.error = f"ingest printed no JSON report: {proc.stdout[-500:]!r}"
         return run
     report["wall_seconds"] = round(seconds, 1)
+    report["attempts"] = len(attempts)
     marker.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     run.ingest = report
     return run
+
+
+def _last_error(output: str) -> str:
+    """The most telling line of a failed ingest: ragserve's own error, else the last line."""
+    lines = [line for line in output.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("error:") or "Error" in line.split(":", 1)[0]:
+            return line[:500]
+    return (lines[-1] if lines else "no output")[:500]
 
 
 def reused_index(config: IndexConfig, data_dir: Path) -> IndexRun:
@@ -341,6 +373,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--reuse", action="append", default=[], metavar="NAME=DIR")
     parser.add_argument("--quick", action="store_true", help="only the 512 index, reused")
     parser.add_argument("--questions", type=Path, default=QUESTIONS)
+    parser.add_argument(
+        "--retries", type=int, default=2, help="re-run a failed ingest (incrementally) N times"
+    )
     parser.add_argument("--no-write", action="store_true", help="print, write no results")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -360,7 +395,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     rows: list[dict[str, Any]] = []
     for name in names:
         config = CONFIGS[name]
-        run = reused_index(config, reuse[name]) if name in reuse else build_index(config, work)
+        run = (
+            reused_index(config, reuse[name])
+            if name in reuse
+            else build_index(config, work, retries=args.retries)
+        )
         runs.append(run)
         if run.error is None:
             try:

@@ -18,6 +18,8 @@ CORPUS=$(mktemp -d)
 RAY_TMP=$(mktemp -d /tmp/ragserve-two-node-XXXX)
 cleanup() {
   pkill -f "$RAY_TMP" >/dev/null 2>&1 || true
+  sleep 2
+  pkill -9 -f "$RAY_TMP" >/dev/null 2>&1 || true
   rm -rf "$CORPUS"
 }
 trap cleanup EXIT
