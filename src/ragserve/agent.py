@@ -10,6 +10,7 @@ instead), because a user with sources beats a user with a stack trace.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -20,7 +21,7 @@ from ragserve.config import Settings
 from ragserve.documents import Answer, ScoredChunk, Source
 from ragserve.embed import Embedder, build_embedder
 from ragserve.errors import IndexNotFoundError, LLMError, QueryError, SchemaMismatchError
-from ragserve.generate import LLM, ExtractiveLLM, build_llm, build_prompt
+from ragserve.generate import LLM, NO_ANSWER, ExtractiveLLM, build_llm, build_prompt
 from ragserve.rerank import CrossEncoderReranker
 from ragserve.retrieve import Retrieval, Retriever
 from ragserve.store import SearchFilter, VectorStore, open_store
@@ -210,6 +211,8 @@ class QueryAgent:
         text = "".join(parts).strip()
         yield AnswerEvent(kind="sources", sources=tuple(sources))
         usage = _usage(llm, prompt.user, text)
+        grounded, grounding_warnings = check_citations(text, len(sources))
+        warnings.extend(grounding_warnings)
         answer = Answer(
             question=question,
             text=text,
@@ -219,6 +222,7 @@ class QueryAgent:
             usage=usage,
             degraded=degraded,
             warnings=tuple(warnings),
+            grounded=grounded,
         )
         yield AnswerEvent(kind="done", answer=answer)
 
@@ -233,6 +237,27 @@ class QueryAgent:
         if len(question) > limit:
             raise QueryError(f"the question is {len(question)} characters; the limit is {limit}")
         return self.retriever.retrieve(question, k=k, search_filter=filters, mode=mode)
+
+
+_CITATION = re.compile(r"\[(\d{1,3})\]")
+
+
+def check_citations(text: str, n_sources: int) -> tuple[bool, list[str]]:
+    """Is the answer tied to its sources? Returns (grounded, warnings).
+
+    The prompt asks for ``[n]`` citations; an answer that cites nothing (and
+    is not the "I don't know" reply), or cites a number with no source
+    behind it, is flagged so a client can show it as unverified.
+    """
+    cited = {int(number) for number in _CITATION.findall(text)}
+    invalid = sorted(n for n in cited if not 1 <= n <= n_sources)
+    warnings = []
+    if invalid:
+        listed = ", ".join(f"[{n}]" for n in invalid)
+        warnings.append(f"the answer cites {listed}, which no source has; treat it as unverified")
+    if not cited and NO_ANSWER.lower() not in text.lower() and n_sources:
+        warnings.append("the answer cites no source; treat it as unverified")
+    return not warnings, warnings
 
 
 def to_sources(chunks: Sequence[ScoredChunk]) -> list[Source]:
@@ -297,6 +322,7 @@ def answer_to_dict(answer: Answer) -> dict[str, Any]:
         "timings": answer.timings,
         "usage": answer.usage,
         "degraded": answer.degraded,
+        "grounded": answer.grounded,
         "warnings": list(answer.warnings),
     }
 

@@ -148,7 +148,8 @@ class Answer:
     """What a question gets back, from the CLI and the API alike.
 
     ``degraded`` is true when the LLM could not be used and the text is an
-    extractive fallback; ``warnings`` says why.
+    extractive fallback; ``warnings`` says why. ``grounded`` is false when
+    the text cites no source, or cites a number that is not a source.
     """
 
     question: str
@@ -159,3 +160,4 @@ class Answer:
     usage: dict[str, int] = field(default_factory=dict)
     degraded: bool = False
     warnings: tuple[str, ...] = ()
+    grounded: bool = True

@@ -38,3 +38,24 @@ def test_identical_texts_from_different_pages_collapse() -> None:
 def test_two_per_page_keeps_two() -> None:
     ranked = [scored("a", str(i), 1 - i / 10) for i in range(5)]
     assert len(diversify(ranked, max_per_page=2)) == 2
+
+
+def test_answer_citing_its_sources_is_grounded() -> None:
+    from ragserve.agent import check_citations
+
+    assert check_citations("Set num_replicas [1], or autoscale [2].", 3) == (True, [])
+
+
+def test_answer_citing_a_missing_source_is_flagged() -> None:
+    from ragserve.agent import check_citations
+
+    grounded, warnings = check_citations("See [4].", 3)
+    assert grounded is False
+    assert "[4]" in warnings[0]
+
+
+def test_answer_without_citations_is_flagged_but_i_dont_know_is_not() -> None:
+    from ragserve.agent import check_citations
+
+    assert check_citations("Use more replicas.", 2)[0] is False
+    assert check_citations("I don't know.", 2) == (True, [])

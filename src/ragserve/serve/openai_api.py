@@ -93,6 +93,7 @@ def completion(answer: Answer, completion_id: str, created: int) -> dict[str, An
         },
         "sources": sources_json(answer.sources),
         "degraded": answer.degraded,
+        "grounded": answer.grounded,
     }
 
 

@@ -119,7 +119,8 @@ class SearchResponse(BaseModel):
 
 
 class QueryResponse(BaseModel):
-    """A cited answer. ``degraded`` means the LLM failed and passages were extracted."""
+    """A cited answer. ``degraded``: the LLM failed and passages were extracted.
+    ``grounded``: false when the answer cites no source or a missing one."""
 
     question: str
     answer: str
@@ -129,6 +130,7 @@ class QueryResponse(BaseModel):
     timings: dict[str, float]
     usage: dict[str, int]
     degraded: bool
+    grounded: bool = True
     warnings: list[str]
 
 
