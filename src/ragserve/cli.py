@@ -28,7 +28,7 @@ app = typer.Typer(
     help="Question answering over your documentation, with cited sources.",
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 EXIT_FAILED, EXIT_USAGE, EXIT_DEGRADED, EXIT_GATE = 1, 2, 3, 4
