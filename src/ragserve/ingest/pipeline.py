@@ -86,21 +86,12 @@ def run_ingest(
     """
     report = progress or _noop
     started = time.perf_counter()
-    embedder = build_embedder(settings.embed)
-    schema = IndexSchema(
-        embed_model=settings.embed.model,
-        dimension=embedder.dimension,
-        chunk_size=settings.ingest.chunk_size,
-        chunk_overlap=settings.ingest.chunk_overlap,
-        section_aware=settings.ingest.section_aware,
-        sparse=SPARSE_ENCODING,
-    )
     own_store = store is None
     store = store or open_store(settings.store)
     try:
-        store.open(schema, recreate=recreate)
+        store.open(_schema(settings, store, recreate), recreate=recreate)
         summary = IngestSummary(
-            source=source, collection=store.name, embed_model=schema.embed_model
+            source=source, collection=store.name, embed_model=settings.embed.model
         )
         plan = _plan(source, settings, store, summary, report)
         summary.stage_seconds["source"] = round(time.perf_counter() - started, 3)
@@ -115,6 +106,23 @@ def run_ingest(
     finally:
         if own_store:
             store.close()
+
+
+def _schema(settings: Settings, store: VectorStore, recreate: bool) -> IndexSchema:
+    """The schema this run writes; the model loads here only if its size is unknown."""
+    existing = store.stored_schema() if store.exists() and not recreate else None
+    if existing is not None and existing.embed_model == settings.embed.model:
+        dimension = existing.dimension  # a re-ingest need not load the model in the driver
+    else:
+        dimension = build_embedder(settings.embed).dimension
+    return IndexSchema(
+        embed_model=settings.embed.model,
+        dimension=dimension,
+        chunk_size=settings.ingest.chunk_size,
+        chunk_overlap=settings.ingest.chunk_overlap,
+        section_aware=settings.ingest.section_aware,
+        sparse=SPARSE_ENCODING,
+    )
 
 
 def _plan(
