@@ -184,7 +184,7 @@ def test_write_results_creates_report_files(
         ("https://example.com/other/page/", "https://example.com/other/page"),
     ],
 )
-def test_normalize_url_rewrites_prefix_strips_slash_and_index_keeps_anchor(url: str, expected: str) -> None:
+def test_normalize_url_rewrites_prefix_strips_slash_and_index(url: str, expected: str) -> None:
     assert normalize_url(url, PREFIX) == expected
 
 
