@@ -15,7 +15,7 @@ PORT=${RAY_HEAD_PORT:-6390}
 export RAY_AUTH_MODE=token
 "$BIN/ray" get-auth-token --generate >/dev/null 2>&1 || true
 CORPUS=$(mktemp -d)
-RAY_TMP=$(mktemp -d /tmp/ragserve-two-node-XXXX)
+RAY_TMP=$(mktemp -d -t ragserve-two-node-XXXX)
 cleanup() {
   pkill -f "$RAY_TMP" >/dev/null 2>&1 || true
   sleep 2
