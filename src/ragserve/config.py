@@ -144,6 +144,9 @@ class ServeSettings(BaseModel):
     min_replicas: int = Field(1, ge=0)
     max_replicas: int = Field(4, ge=1)
     target_ongoing_requests: float = Field(2.0, gt=0)
+    #: Requests one replica takes at once before Serve queues them. Serve's
+    #: default (5) made one replica collapse at 32 concurrent clients here.
+    max_ongoing_requests: int = Field(64, ge=1)
     retriever_num_gpus: float = Field(0.0, ge=0)
     #: Embedded (Edge) index only: give each Retriever replica a private copy,
     #: since one Edge shard opens in one process. A Qdrant server needs no copy.

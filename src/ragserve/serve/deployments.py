@@ -285,15 +285,17 @@ def _retriever_replicas(settings: Settings, copy_edge_index: bool) -> tuple[int,
 
 def _scaling(settings: Settings, replicas: int, *, pinned: bool = False) -> dict[str, Any]:
     serve_settings = settings.serve
+    limit = {"max_ongoing_requests": serve_settings.max_ongoing_requests}
     if serve_settings.autoscaling and not pinned:
         return {
+            **limit,
             "autoscaling_config": {
                 "min_replicas": serve_settings.min_replicas,
                 "max_replicas": serve_settings.max_replicas,
                 "target_ongoing_requests": serve_settings.target_ongoing_requests,
-            }
+            },
         }
-    return {"num_replicas": replicas}
+    return {**limit, "num_replicas": replicas}
 
 
 def _actor_options(name: str, num_gpus: float) -> dict[str, Any]:
