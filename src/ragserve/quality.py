@@ -23,7 +23,7 @@ from ragserve.evaluate import (
     load_questions,
     parse_judge_score,
 )
-from ragserve.generate import build_prompt
+from ragserve.generate import Prompt
 from ragserve.store.base import SearchMode
 
 logger = logging.getLogger(__name__)
@@ -96,9 +96,18 @@ def _add_answers(agent: QueryAgent, result: EvalResult, k: int) -> None:
     attach_answers(result, generated, judged if use_judge else None)
 
 
+_JUDGE_SYSTEM = "You grade answers. Reply with one integer from 1 to 5 and nothing else."
+
+
 def _judge(agent: QueryAgent, prompt_text: str) -> int | None:
+    """Ask the configured LLM for a 1–5 grade; the grading text is the whole prompt."""
     llm = agent.llm
-    prompt = build_prompt(prompt_text, [], llm, max_tokens=16)
+    prompt = Prompt(
+        system=_JUDGE_SYSTEM,
+        user=prompt_text,
+        completion_text=f"{_JUDGE_SYSTEM}\n\n{prompt_text}\n\nScore: ",
+        sources_used=0,
+    )
     try:
         completion = llm.complete(prompt, max_tokens=16, temperature=0.0)
     except Exception as exc:  # a failed judgement is recorded as missing, not fatal

@@ -15,7 +15,7 @@ next run. See ``ragserve.ingest.sync``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -172,8 +172,3 @@ class VectorStore(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-def pages_of(points: Iterable[IndexedChunk]) -> set[str]:
-    """The page URLs a batch of points belongs to."""
-    return {point.chunk.url for point in points}
