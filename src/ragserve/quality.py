@@ -19,11 +19,10 @@ from ragserve.evaluate import (
     Retrieved,
     attach_answers,
     evaluate_retrieval,
-    judge_prompt,
     load_questions,
-    parse_judge_score,
 )
 from ragserve.generate import Prompt
+from ragserve.grading import judge_prompt, parse_judge_score
 from ragserve.store.base import SearchMode
 
 logger = logging.getLogger(__name__)

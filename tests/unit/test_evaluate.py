@@ -29,14 +29,12 @@ from ragserve.evaluate import (
     Retrieved,
     attach_answers,
     evaluate_retrieval,
-    judge_prompt,
-    lexical_overlap,
     load_questions,
     normalize_url,
     page_of,
-    parse_judge_score,
     write_results,
 )
+from ragserve.grading import judge_prompt, lexical_overlap, parse_judge_score
 
 pytestmark = pytest.mark.unit
 
