@@ -565,8 +565,10 @@ def eval_command(
 
 def _print_eval_summary(summary: dict[str, Any], paths: dict[str, Path]) -> None:
     k = summary["k"]
+    interval = summary.get("retrieval_score_ci95")
+    spread = f" (95% CI {interval[0]:.3f}–{interval[1]:.3f})" if interval else ""
     out.print(
-        f"[bold]retrieval score@{k}[/bold] {summary['retrieval_score']:.3f} · "
+        f"[bold]retrieval score@{k}[/bold] {summary['retrieval_score']:.3f}{spread} · "
         f"section@{k} {summary['section_score']:.3f} · MRR {summary['mrr'] or 0:.3f} · "
         f"{summary['n_questions']} questions"
     )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -94,6 +95,7 @@ class EvalResult:
             "k": self.k,
             "depth": self.depth,
             "retrieval_score": _mean_or_zero([record["hit"] for record in self.records]),
+            "retrieval_score_ci95": bootstrap_interval([record["hit"] for record in self.records]),
             "section_score": _mean_or_zero([record["section_hit"] for record in self.records]),
             "retrieval_score_reachable": _mean_or_none([record["hit"] for record in reachable]),
             "recall_at": {
@@ -301,6 +303,29 @@ def _mean_or_zero(values: Sequence[bool | float]) -> float:
 
 def _mean_or_none(values: Sequence[bool | float]) -> float | None:
     return sum(values) / len(values) if values else None
+
+
+def bootstrap_interval(
+    hits: Sequence[bool], *, confidence: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> list[float] | None:
+    """Percentile-bootstrap interval of a hit rate: how far the score could move
+    on another draw of questions of the same kind.
+
+    On ~100 questions one question is a point of score and the interval is
+    about ±9 points wide, so settings whose scores differ by a few points are
+    indistinguishable here; compare them question by question (the sweep's sign
+    test) before changing a default. Seeded, so a re-run prints the same interval.
+    """
+    n = len(hits)
+    if n == 0:
+        return None
+    rng = random.Random(seed)
+    values = [float(hit) for hit in hits]
+    means = sorted(sum(rng.choices(values, k=n)) / n for _ in range(resamples))
+    tail = (1.0 - confidence) / 2.0
+    low = means[int(tail * (resamples - 1))]
+    high = means[math.ceil((1.0 - tail) * (resamples - 1))]
+    return [low, high]
 
 
 def percentile(values: Sequence[float], q: float) -> float:

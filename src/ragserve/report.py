@@ -137,6 +137,10 @@ def section_hit_rates(result: EvalResult) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda row: (-row["n"], row["section"]))
 
 
+def _interval(bounds: Sequence[float] | None) -> str:
+    return "–" if not bounds else f"{bounds[0]:.3f} – {bounds[1]:.3f}"
+
+
 def _fmt(value: Any, digits: int = 3) -> str:
     if value is None:
         return "–"
@@ -198,6 +202,7 @@ def _summary_table(summary: Mapping[str, Any]) -> str:
         ("questions", summary["n_questions"]),
         ("questions with a reference page", summary["n_with_source"]),
         (f"retrieval score @{summary['k']} (guide definition)", summary["retrieval_score"]),
+        ("retrieval score, 95% bootstrap interval", _interval(summary.get("retrieval_score_ci95"))),
         (f"section score @{summary['k']}", summary["section_score"]),
         ("retrieval score, indexed pages only", summary["retrieval_score_reachable"]),
         (f"MRR (ranks 1..{summary['depth']})", summary["mrr"]),

@@ -28,6 +28,7 @@ from ragserve.evaluate import (
     EvalResult,
     Retrieved,
     attach_answers,
+    bootstrap_interval,
     evaluate_retrieval,
     load_questions,
     normalize_url,
@@ -272,3 +273,15 @@ def test_attached_answers_appear_in_summary() -> None:
     assert summary["answers"]["lexical_f1"] == pytest.approx(1.0)
     assert summary["answers"]["n_with_reference"] == 1
     assert summary["answers"]["judge_score"] == pytest.approx(3.0)
+
+
+def test_bootstrap_interval_brackets_the_score_and_is_reproducible() -> None:
+    hits = [True] * 70 + [False] * 30
+    low, high = bootstrap_interval(hits) or (0.0, 0.0)
+    assert low < 0.70 < high
+    # Binomial standard error at p=0.7, n=100 is 0.046: the 95% interval is about ±0.09.
+    assert 0.06 < 0.70 - low < 0.12
+    assert 0.06 < high - 0.70 < 0.12
+    assert bootstrap_interval(hits) == [low, high]
+    assert bootstrap_interval([True] * 5) == [1.0, 1.0]
+    assert bootstrap_interval([]) is None
