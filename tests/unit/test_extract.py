@@ -101,6 +101,15 @@ def test_sections_deep_link_to_their_heading_anchor(generator: str, guide: list[
     )
 
 
+def test_pages_without_definitions_get_one_section_per_heading(guide: list[Section]) -> None:
+    assert [section.heading_path[-1] for section in guide] == [
+        "Scaling Widgets",
+        "Configuring the pool",
+        "Pool options",
+        "Troubleshooting",
+    ]
+
+
 def test_code_blocks_keep_their_lines_and_indentation(guide: list[Section]) -> None:
     section = section_with(guide, "def build_pool")
     assert CODE in section.text
@@ -346,3 +355,153 @@ def test_any_input_gives_sections_with_text_or_none(content: str, kind: str) -> 
     for section in extract_sections(document):
         assert section.text.strip()
         assert section.url == PAGE_URL
+
+
+API_URL = "https://docs.example.com/api.html"
+
+
+def test_sphinx_autodoc_definitions_are_sections_with_their_ids() -> None:
+    sections = extract_sections(load("sphinx-autodoc/api.html", API_URL))
+    assert [(s.anchor, s.heading_path) for s in sections] == [
+        ("api-reference", ("API Reference",)),
+        (
+            "widgetry.Pool",
+            ("API Reference", "Pools", "class widgetry.Pool(max_widgets: int = 10)"),
+        ),
+        (
+            "widgetry.Pool.enable_batching",
+            (
+                "API Reference",
+                "Pools",
+                "class widgetry.Pool(max_widgets: int = 10)",
+                "enable_batching(batch_size: int = 32, *, timeout_s: float = 0.5) → None",
+            ),
+        ),
+        (
+            "widgetry.Pool.resize",
+            (
+                "API Reference",
+                "Pools",
+                "class widgetry.Pool(max_widgets: int = 10)",
+                "resize(count: int) → int",
+            ),
+        ),
+        # The paragraph after the class's <dl> is the "Pools" heading's again.
+        ("pools", ("API Reference", "Pools")),
+        (
+            "widgetry.build_pool",
+            ("API Reference", "Helpers", "widgetry.build_pool(limit: int) → Pool"),
+        ),
+    ]
+    assert sections[-2].text == "Pools are cheap to create; make one per workload."
+    assert section_with(sections, "batches of up to").section_url == (
+        f"{API_URL}#widgetry.Pool.enable_batching"
+    )
+    assert section_with(sections, "flushed after").anchor == "widgetry.Pool.enable_batching"
+    assert section_with(sections, "Idle widgets are released").anchor == "widgetry.Pool"
+    assert section_with(sections, "now running").anchor == "widgetry.Pool.resize"
+    # The full signature stays in the text, "[source]" link label and all;
+    # only the heading drops the link label and the permalink symbol.
+    build_pool = section_with(sections, "usual way to start")
+    assert build_pool.text.startswith("widgetry.build_pool(limit: int) → Pool[source]\n\n")
+    assert {s.title for s in sections} == {"API Reference"}
+    for section in sections:
+        assert "¶" not in section.text + "".join(section.heading_path)
+
+
+def test_pdoc_members_are_sections_and_view_source_copies_are_dropped() -> None:
+    url = "https://docs.example.com/widgetry.html"
+    sections = extract_sections(load("pdoc/widgetry.html", url))
+    enable_batching = "enable_batching(self, batch_size: int = 32, *, timeout_s: float = 0.5)"
+    assert [(s.anchor, s.heading_path[1:]) for s in sections] == [
+        ("", ()),
+        ("Pool", ("class Pool",)),
+        # A heading inside a docstring nests under its definition ...
+        ("parameters", ("class Pool", "Parameters")),
+        # ... and the next member closes it.
+        ("Pool.__init__", ("class Pool", "Pool(max_widgets: int = 10)")),
+        ("Pool.max_widgets", ("class Pool", "max_widgets")),
+        ("Pool.batching", ("class Pool", "batching")),
+        ("Pool.enable_batching", ("class Pool", f"def {enable_batching} -> None")),
+        ("Pool.resize", ("class Pool", "def resize(self, count: int) -> int")),
+        ("build_pool", ("def build_pool(limit: int) -> Pool",)),
+    ]
+    assert {s.heading_path[0] for s in sections} == {"widgetry"}
+    assert section_with(sections, "flushed after").section_url == f"{url}#Pool.enable_batching"
+    assert section_with(sections, "usual way to start").anchor == "build_pool"
+    text = all_text(sections)
+    # The module's and each member's source, behind "View Source", is a copy.
+    assert "View Source" not in text
+    assert "self.batching = True" not in text
+    assert text.count("usual way to start") == 1
+
+
+def test_definition_heading_is_cut_and_captioned_blocks_are_not_definitions() -> None:
+    params = ", ".join(f"argument_{i}: int = {i}" for i in range(20))
+    content = (
+        '<main><h2 id="t">T<a class="headerlink" href="#t">¶</a></h2>'
+        '<dl class="py function"><dt id="mod.f">mod.f(' + params + ")"
+        '<a class="reference internal" href="_modules/mod.html#f">[source]</a>'
+        '<a class="headerlink" href="#mod.f">¶</a></dt><dd><p>Does f.</p></dd></dl>'
+        '<figure id="fig1"><img src="a.png"><figcaption><p>A figure.'
+        '<a class="headerlink" href="#fig1">¶</a></p></figcaption></figure>'
+        '<div class="literal-block-wrapper" id="code1"><div class="code-block-caption">'
+        'Example<a class="headerlink" href="#code1">¶</a></div><pre>x = 1</pre></div>'
+        '<p id="p1">Links <a href="#p1">here</a> but has no permalink.</p></main>'
+    )
+    sections = extract_sections(Document(url=PAGE_URL, content=content))
+    assert [s.anchor for s in sections] == ["mod.f", "t"]
+    heading = sections[0].heading_path[-1]
+    assert heading.startswith("mod.f(argument_0: int = 0, argument_1: int = 1,")
+    assert heading.endswith("…")
+    assert len(heading) <= 120
+    assert "[source]" not in heading
+    assert "A figure." in sections[1].text
+    assert "x = 1" in sections[1].text
+    assert "has no permalink" in sections[1].text
+
+
+def test_definition_ids_that_contain_chrome_words_are_kept() -> None:
+    # "search" in an element's id usually marks a search box; in an object's
+    # name (ray.tune.grid_search) it does not, and the signature was dropped.
+    content = (
+        '<main><h2 id="t">T</h2><dl class="py function"><dt id="mod.grid_search">'
+        'mod.grid_search(values)<a class="headerlink" href="#mod.grid_search">#</a></dt>'
+        "<dd><p>Grid of values.</p></dd></dl>"
+        '<div id="search-box"><p>Search box text</p></div></main>'
+    )
+    sections = extract_sections(Document(url=PAGE_URL, content=content))
+    assert [(s.anchor, s.text) for s in sections] == [
+        ("mod.grid_search", "mod.grid_search(values)\n\nGrid of values.")
+    ]
+
+
+def test_stub_page_object_keeps_the_page_heading_section() -> None:
+    # An autosummary stub (one object per page, as in the Ray API reference):
+    # the <h1> names the object and its definition follows at once. The object
+    # takes over the h1's section (anchor and path); its members nest below.
+    content = (
+        '<main><h1 id="ray-data-dataset">ray.data.Dataset'
+        '<a class="headerlink" href="#ray-data-dataset">#</a></h1>'
+        '<dl class="py class"><dt id="ray.data.Dataset">class ray.data.Dataset(plan)'
+        '<a class="headerlink" href="#ray.data.Dataset">#</a></dt>'
+        "<dd><p>A distributed dataset.</p>"
+        '<dl class="py method"><dt id="ray.data.Dataset.limit">limit(n)'
+        '<a class="headerlink" href="#ray.data.Dataset.limit">#</a></dt>'
+        "<dd><p>Truncate to the first n rows.</p></dd></dl></dd></dl>"
+        "<p>See also the user guide.</p></main>"
+    )
+    sections = extract_sections(Document(url=PAGE_URL, content=content))
+    assert [(s.anchor, s.heading_path, s.text) for s in sections] == [
+        (
+            "ray-data-dataset",
+            ("ray.data.Dataset",),
+            "class ray.data.Dataset(plan)\n\nA distributed dataset.",
+        ),
+        (
+            "ray.data.Dataset.limit",
+            ("ray.data.Dataset", "limit(n)"),
+            "limit(n)\n\nTruncate to the first n rows.",
+        ),
+        ("ray-data-dataset", ("ray.data.Dataset",), "See also the user guide."),
+    ]

@@ -7,6 +7,13 @@ module keeps only the article, splits it at the headings that carry an ``id``
 (the targets of the site's own permalinks) and returns one ``Section`` per
 heading, with the heading path and the text under it.
 
+API reference pages document each object in an element with an id and a
+permalink but no heading tag (Sphinx autodoc's ``<dt id="pkg.Class.method">``,
+pdoc's ``<section id="Class">``). Each such definition starts a section too, as
+a heading one level below the enclosing heading or definition, titled with its
+shortened signature; when the definition's element ends, the text that follows
+goes back to the enclosing section.
+
 It is a pure function of the ``Document`` (no I/O, no state), so it runs
 unchanged inside Ray Data tasks. HTML is parsed with selectolax (lexbor), which
 never raises on malformed markup; markdown and plain text are handled in
@@ -14,7 +21,7 @@ never raises on malformed markup; markdown and plain text are handled in
 
 Built against real output of Sphinx (alabaster, furo, Read the Docs,
 pydata, book themes), MkDocs (default, Material, readthedocs), Zensical,
-Docusaurus, VitePress and Astro Starlight; see ``tests/fixtures/sites``. What
+Docusaurus, VitePress, Astro Starlight and pdoc; see ``tests/fixtures/sites``. What
 counts as chrome, and how headings find their anchors, is in
 ``ragserve.ingest.html_parts``.
 """
@@ -33,12 +40,14 @@ from ragserve.ingest.html_parts import (
     BLOCK_TAGS,
     HEADING_LEVELS,
     LINE_BREAK,
+    definition_heading,
     flat_text,
     heading_anchor,
     is_chrome,
     is_element,
     normalise,
     pre_text,
+    toggles_source,
 )
 from ragserve.ingest.markdown import markdown_sections, text_sections
 
@@ -151,23 +160,41 @@ class _Block:
 
 
 @dataclass
+class _Definition:
+    """An open API definition: ``entry`` is its place in the heading stack
+    until the walk leaves ``scope``, the ``mem_id`` of the ``<dl>`` around a
+    ``<dt>``, else of the element itself. (Node identity: ``LexborNode ==``
+    compares serialised HTML.)"""
+
+    scope: int
+    depth: int
+    entry: tuple[int, str, str]
+    #: The definition took over the empty section of the heading right above
+    #: it (``entry`` is that heading's): it opened no section of its own.
+    adopted: bool = False
+
+
+@dataclass
 class _OpenSection:
     anchor: str
     path: tuple[str, ...]
     blocks: list[_Block] = field(default_factory=list)
+    from_heading: bool = False
 
 
 class _Walker:
     """One depth-first pass over the main root, emitting blocks into sections.
 
     Inline text accumulates in ``_inline`` and becomes a block whenever a block
-    element starts or ends; headings close the open section and start a new one.
+    element starts or ends; headings and definitions close the open section and
+    start a new one.
     """
 
     def __init__(self) -> None:
         self.first_h1 = ""
         self._sections: list[_OpenSection] = [_OpenSection(anchor="", path=())]
         self._stack: list[tuple[int, str, str]] = []  # (level, text, anchor)
+        self._definitions: list[_Definition] = []
         self._inline: list[str] = []
         self._list_depth = 0
         self._list_start = False
@@ -184,7 +211,16 @@ class _Walker:
 
     def walk(self, node: LexborNode) -> None:
         child = node.child
+        hidden_source = False
         while child is not None:
+            if hidden_source and is_element(child.tag):
+                if child.tag == "pre" or child.css_first("pre") is not None:
+                    # The code block a "View Source" checkbox shows (pdoc).
+                    hidden_source = False
+                    child = child.next
+                    continue
+            elif child.tag == "input" and toggles_source(child):
+                hidden_source = True
             self._visit(child)
             child = child.next
 
@@ -198,6 +234,9 @@ class _Walker:
         attributes = node.attributes
         if is_chrome(node, attributes):
             return
+        heading = None if tag in HEADING_LEVELS else definition_heading(node, attributes)
+        if heading is not None:
+            self._open_definition(node, heading, str(attributes.get("id")))
         if tag == "br":
             self._inline.append(LINE_BREAK)
         elif tag in HEADING_LEVELS:
@@ -220,6 +259,68 @@ class _Walker:
             self._flush()
         else:
             self.walk(node)
+        while self._definitions and self._definitions[-1].scope == node.mem_id:
+            self._flush()
+            self._close_definition()
+
+    def _open_definition(self, node: LexborNode, text: str, anchor: str) -> None:
+        """Start a section for an API definition, one level below the
+        definition it is nested in, else below the current heading.
+
+        A definition that opens right under the page's ``<h1>``, before any
+        text (an autosummary stub page:
+        ``<h1>ray.data.Dataset.map_batches</h1><dl><dt id=…>``), takes over the
+        h1's section instead: the page's object keeps the page heading's anchor
+        and path rather than leaving an empty section and a path that names the
+        object twice. Its members still nest below it, under the h1's name.
+        """
+        self._flush()
+        parent_node = node.parent
+        scope = (parent_node if node.tag == "dt" and parent_node is not None else node).mem_id
+        # Several <dt> in one <dl> (overloads) are siblings, not nested.
+        while self._definitions and self._definitions[-1].scope == scope:
+            self._close_definition()
+        parent = next((d for d in reversed(self._definitions) if self._is_open(d)), None)
+        current = self._sections[-1]
+        if (
+            parent is None
+            and current.from_heading
+            and not current.blocks
+            and len(self._stack) == 1
+            and self._stack[0][0] == 1
+        ):
+            self._definitions.append(
+                _Definition(
+                    scope=scope, depth=len(self._stack) - 1, entry=self._stack[-1], adopted=True
+                )
+            )
+            return
+        level = parent.entry[0] + 1 if parent else (self._stack[-1][0] + 1 if self._stack else 1)
+        while self._stack and self._stack[-1][0] >= level:
+            self._stack.pop()
+        entry = (level, text, anchor)
+        self._definitions.append(_Definition(scope=scope, depth=len(self._stack), entry=entry))
+        self._stack.append(entry)
+        path = tuple(heading for _, heading, _ in self._stack)
+        self._sections.append(_OpenSection(anchor=anchor, path=path))
+
+    def _is_open(self, definition: _Definition) -> bool:
+        depth = definition.depth
+        return len(self._stack) > depth and self._stack[depth] is definition.entry
+
+    def _close_definition(self) -> None:
+        """Leave the innermost definition: the text after it belongs to the
+        enclosing heading or definition again (unless a heading inside the
+        definition already closed it)."""
+        definition = self._definitions.pop()
+        if not self._is_open(definition):
+            return
+        del self._stack[definition.depth + definition.adopted :]
+        anchor = next((a for _, _, a in reversed(self._stack) if a), "")
+        path = tuple(heading for _, heading, _ in self._stack)
+        current = self._sections[-1]
+        if (current.anchor, current.path) != (anchor, path):
+            self._sections.append(_OpenSection(anchor=anchor, path=path))
 
     def _heading(self, node: LexborNode, level: int, attributes: dict[str, Any]) -> None:
         text = flat_text(node)
@@ -236,7 +337,7 @@ class _Walker:
             anchor = next((a for _, _, a in reversed(self._stack) if a), "")
         self._stack.append((level, text, anchor))
         path = tuple(heading for _, heading, _ in self._stack)
-        self._sections.append(_OpenSection(anchor=anchor, path=path))
+        self._sections.append(_OpenSection(anchor=anchor, path=path, from_heading=True))
 
     def _list(self, node: LexborNode) -> None:
         self._flush()

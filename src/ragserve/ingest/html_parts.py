@@ -1,10 +1,10 @@
 """The element-level judgements behind ``ragserve.ingest.extract``.
 
 What is site chrome (navigation, permalink symbols, line-number gutters, …),
-which fragment deep-links to a heading, and how a heading, table cell or code
-block reads as text. Each is a pure function of one element and its subtree, so
-it can be checked on its own against the generator fixtures in
-``tests/fixtures/sites``.
+which fragment deep-links to a heading, which element is an API definition that
+acts as a heading, and how a heading, table cell or code block reads as text.
+Each is a pure function of one element and its subtree, so it can be checked on
+its own against the generator fixtures in ``tests/fixtures/sites``.
 """
 
 from __future__ import annotations
@@ -18,12 +18,14 @@ __all__ = [
     "BLOCK_TAGS",
     "HEADING_LEVELS",
     "LINE_BREAK",
+    "definition_heading",
     "flat_text",
     "heading_anchor",
     "is_chrome",
     "is_element",
     "normalise",
     "pre_text",
+    "toggles_source",
 ]
 
 HEADING_LEVELS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
@@ -68,6 +70,20 @@ _CHROME = re.compile(
 #: Link texts that are permalink symbols, not words ("¶", "#", "🔗").
 _PERMALINK_TEXTS = frozenset({"", "¶", "#", "§", "🔗", "\u200b", "∞"})
 
+#: Labels of a checkbox that shows a hidden copy of the source code (pdoc's
+#: "View Source"). Not plain "Source": that can be a tab's title.
+_SOURCE_TOGGLE_TEXTS = frozenset(
+    {"view source", "show source", "hide source", "view source code", "show source code"}
+)
+
+#: A link whose text is bracketed (Sphinx viewcode's "[source]", "[docs]") is a
+#: control, not part of an API signature.
+_BRACKETED = re.compile(r"^\[[^\]]*\]$")
+
+#: Definition headings are cut to about this many characters: the qualified
+#: name and the start of the parameters (the full signature stays in the text).
+DEFINITION_HEADING_LENGTH = 120
+
 #: An aside (or ``role=complementary``) whose text is at least this share link
 #: text is a link list (related pages, a sidebar), not a note.
 _LINK_HEAVY = 0.5
@@ -105,6 +121,8 @@ def is_chrome(node: LexborNode, attributes: dict[str, Any]) -> bool:
         # Links are judged by what they say, not their class: Sphinx wraps
         # heading text in <a class="toc-backref">.
         return _is_permalink(node, attributes)
+    if tag == "label":
+        return _is_source_toggle_label(node)
     role = (attributes.get("role") or "").lower()
     if role in _CHROME_ROLES and not _holds_article(node):
         return True
@@ -117,11 +135,15 @@ def is_chrome(node: LexborNode, attributes: dict[str, Any]) -> bool:
     ):
         return True
     names = attributes.get("class") or ""
-    if tag != "section" and "section" not in names:
-        # Sphinx derives section ids from headings ("search", "navigation"):
-        # those name content, so only other elements' ids are judged.
-        names = f"{names} {attributes.get('id') or ''}"
-    if not any(_CHROME.search(token) for token in names.split()):
+    chrome = any(_CHROME.search(token) for token in names.split())
+    element_id = str(attributes.get("id") or "")
+    if not chrome and element_id and tag != "section" and "section" not in names:
+        # Sphinx derives section ids from headings ("search", "navigation")
+        # and definition ids from object names ("ray.tune.grid_search"): those
+        # name content, so only other elements' ids are judged.
+        chrome = any(_CHROME.search(token) for token in element_id.split())
+        chrome = chrome and _signature_before_permalink(node, element_id) is None
+    if not chrome:
         return False
     # A wrapper such as <div class="page-with-sidebar"> may hold the article.
     return not _holds_article(node)
@@ -150,6 +172,87 @@ def _is_permalink(node: LexborNode, attributes: dict[str, Any]) -> bool:
         return True
     href = attributes.get("href") or ""
     return "#" in href and INVISIBLE.sub("", node.text(deep=True)).strip() in _PERMALINK_TEXTS
+
+
+def _is_source_toggle_label(node: LexborNode) -> bool:
+    return normalise(node.text(deep=True)).lower() in _SOURCE_TOGGLE_TEXTS
+
+
+def toggles_source(node: LexborNode) -> bool:
+    """Whether an ``<input>`` is a checkbox labelled "View Source" (pdoc).
+
+    Its next sibling holding a ``<pre>`` is a copy of the object's source that
+    CSS shows only while the box is checked (``:checked ~ .pdoc-code``); it
+    duplicates the docstrings, so it is chrome. The markup alone cannot say
+    what a checkbox hides (sphinx-design tabs use the same input + label
+    pattern for real content), so the label's words decide.
+    """
+    attributes = node.attributes
+    box_id = attributes.get("id")
+    if (attributes.get("type") or "").lower() != "checkbox" or not box_id or node.parent is None:
+        return False
+    return any(
+        label.attributes.get("for") == box_id and _is_source_toggle_label(label)
+        for label in node.parent.css("label")
+    )
+
+
+def definition_heading(node: LexborNode, attributes: dict[str, Any]) -> str | None:
+    """The heading text of an API definition, or ``None`` if ``node`` is not one.
+
+    A definition is a non-heading element with an ``id`` and, among its own
+    children, a permalink to that id: Sphinx autodoc's
+    ``<dt id="pkg.Class.method">signature<a class="headerlink"
+    href="#pkg.Class.method">¶</a></dt>``, pdoc's ``<section id="Class">`` /
+    ``<div id="Class.method">`` with an ``a.headerlink``. Its heading is the
+    text before the permalink (the signature, without "[source]" links),
+    shortened; the id itself if that is empty. Captioned figures, tables and
+    code blocks keep their permalink inside the caption, and Sphinx sections
+    inside their heading, so they are not definitions.
+    """
+    anchor = str(attributes.get("id") or "")
+    if not anchor or node.tag in HEADING_LEVELS:
+        return None
+    before = _signature_before_permalink(node, anchor)
+    if before is None:
+        return None
+    parts: list[str] = []
+    for part in before:
+        _collect_flat(part, parts, signature=True, node_itself=True)
+    text = normalise("".join(parts)).replace("\n", " ").rstrip(":").strip()
+    return _shorten(text, DEFINITION_HEADING_LENGTH) or anchor
+
+
+def _signature_before_permalink(node: LexborNode, anchor: str) -> list[LexborNode] | None:
+    """The children before ``node``'s own permalink to ``anchor``; ``None`` if
+    no child is one, or a heading comes first (the heading is the title)."""
+    before: list[LexborNode] = []
+    child = node.child
+    while child is not None:
+        tag = child.tag
+        if tag in HEADING_LEVELS:
+            return None
+        if tag == "a" and _links_to(child, anchor):
+            return before
+        before.append(child)
+        child = child.next
+    return None
+
+
+def _links_to(link: LexborNode, anchor: str) -> bool:
+    attributes = link.attributes
+    href = attributes.get("href") or ""
+    return "#" in href and href.split("#", 1)[1] == anchor and _is_permalink(link, attributes)
+
+
+def _shorten(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,") + "…"
 
 
 def heading_anchor(node: LexborNode, attributes: dict[str, Any]) -> str:
@@ -185,18 +288,27 @@ def flat_text(node: LexborNode) -> str:
     return normalise("".join(parts)).replace("\n", " ")
 
 
-def _collect_flat(node: LexborNode, parts: list[str]) -> None:
-    child = node.child
+def _collect_flat(
+    node: LexborNode, parts: list[str], *, signature: bool = False, node_itself: bool = False
+) -> None:
+    """Append the text of ``node``'s children, or with ``node_itself`` of
+    ``node`` (a text node or an element); ``signature`` also drops bracketed
+    links ("[source]")."""
+    child: LexborNode | None = node if node_itself else node.child
     while child is not None:
         tag = child.tag
         if tag == "-text":
             parts.append(child.text_content or "")
-        elif is_element(tag) and not is_chrome(child, child.attributes):
+        elif (
+            is_element(tag)
+            and not is_chrome(child, child.attributes)
+            and not (signature and tag == "a" and _BRACKETED.match(normalise(child.text())))
+        ):
             gap = " " if tag in BLOCK_TAGS or tag in ("li", "br", "pre") else ""
             parts.append(gap)
-            _collect_flat(child, parts)
+            _collect_flat(child, parts, signature=signature)
             parts.append(gap)
-        child = child.next
+        child = None if node_itself else child.next
 
 
 def pre_text(node: LexborNode) -> str:
