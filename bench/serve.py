@@ -6,8 +6,9 @@
 The same app (``ragserve.serve.create_app``) answers in every target, over the
 same index, with the extractive LLM (no model server), so the difference
 between targets is the serving stack: uvicorn in one process calling
-``QueryAgent`` in threads, vs the Ray Serve proxy → Ingress → Retriever /
-Generator replicas over handles.
+``QueryAgent`` in threads, vs Ray Serve in its two layouts (``serve.topology``):
+``split`` (proxy → Ingress → Retriever / Generator replicas over handles) and
+``single`` (proxy → one Ingress deployment answering in-process).
 
 Per target, endpoint (/search, /query) and concurrency (1, 8, 32) a bounded
 load of ``--requests`` requests (stopping early after ``--max-seconds``) runs
@@ -73,7 +74,9 @@ def free_port() -> int:
         return port
 
 
-def settings_for(data_dir: Path, collection: str, port: int, replicas: int = 1) -> Settings:
+def settings_for(
+    data_dir: Path, collection: str, port: int, replicas: int = 1, topology: str = "auto"
+) -> Settings:
     return Settings.model_validate(
         {
             "store": {"data_dir": data_dir, "collection": collection},
@@ -85,6 +88,7 @@ def settings_for(data_dir: Path, collection: str, port: int, replicas: int = 1) 
                 "rate_limit_per_minute": 0,
                 "retriever_replicas": replicas,
                 "generator_replicas": replicas,
+                "topology": topology,
             },
         }
     )
@@ -129,13 +133,13 @@ def uvicorn_server(data_dir: Path, collection: str) -> Iterator[str]:
         process.wait(timeout=60)
 
 
-def deploy_ray(data_dir: Path, collection: str, port: int, replicas: int) -> str:
-    """(Re)deploy the Ray Serve app with ``replicas`` Retriever/Generator/Ingress replicas."""
+def deploy_ray(data_dir: Path, collection: str, port: int, replicas: int, topology: str) -> str:
+    """(Re)deploy the Ray Serve app with ``replicas`` replicas per deployment."""
     from ray import serve
 
     from ragserve.serve.deployments import run_serve
 
-    settings = settings_for(data_dir, collection, port, replicas)
+    settings = settings_for(data_dir, collection, port, replicas, topology)
     run_serve(settings, blocking=False, copy_edge_index=replicas > 1)
     base = f"http://127.0.0.1:{port}"
     wait_ready(base)
@@ -244,9 +248,9 @@ def measure(data_dir: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
 
     port = free_port()
     try:
-        for replicas in args.replicas:
-            base = deploy_ray(data_dir, args.collection, port, replicas)
-            rows += run_levels("ray-serve", replicas, base, args)
+        for topology, replicas in itertools.product(args.topologies, args.replicas):
+            base = deploy_ray(data_dir, args.collection, port, replicas, topology)
+            rows += run_levels(f"ray-serve-{topology}", replicas, base, args)
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -267,6 +271,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--endpoints", nargs="+", default=["/search", "/query"])
     parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--topologies", nargs="+", default=["single", "split"], choices=["single", "split"]
+    )
     parser.add_argument("--skip-ray", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")

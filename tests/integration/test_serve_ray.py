@@ -1,4 +1,6 @@
-"""The app on a real local Ray Serve: Ingress → Retriever + Generator over handles."""
+"""The app on a real local Ray Serve, in both layouts: Ingress → Retriever +
+Generator over handles (split), and one Ingress deployment answering in-process
+(single)."""
 
 from __future__ import annotations
 
@@ -26,8 +28,10 @@ def free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@pytest.fixture(scope="module", params=["split", "single"])
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     import ray
     from ray import serve
 
@@ -38,7 +42,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         {
             "store": {"data_dir": data_dir},
             "embed": {"device": "cpu"},
-            "serve": {"host": "127.0.0.1", "port": port, "retriever_replicas": 2},
+            "serve": {
+                "host": "127.0.0.1",
+                "port": port,
+                # Two asked for: the embedded Edge index still pins one replica.
+                "retriever_replicas": 2,
+                "topology": request.param,
+            },
         }
     )
     try:
@@ -106,12 +116,15 @@ def test_search_and_validation_over_ray_serve(served: str) -> None:
     assert invalid.json()["error"]["type"] == "validation_error"
 
 
-def test_edge_index_keeps_one_retriever_replica_and_config_renders(served: str) -> None:
+def test_edge_index_keeps_one_replica_per_deployment_and_config_renders(served: str) -> None:
     from ray import serve
 
     status = serve.status().applications["ragserve"].deployments
-    assert status["Retriever"].replica_states.get("RUNNING") == 1
-    assert status["Generator"].replica_states.get("RUNNING") == 1
+    running = {name: state.replica_states.get("RUNNING") for name, state in status.items()}
+    if "Retriever" in status:  # split
+        assert running == {"Ingress": 1, "Retriever": 1, "Generator": 1}
+    else:  # single: the Ingress holds the index itself, so Edge pins it to one replica
+        assert running == {"Ingress": 1}
 
     settings = Settings.model_validate(
         {"serve": {"api_keys": ["k-secret"], "port": 9999}, "llm": {"api_key": "sk-secret"}}

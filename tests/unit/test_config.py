@@ -65,3 +65,23 @@ def test_api_key_is_secret_in_dumps(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "sk-very-secret" not in repr(settings)
     assert settings.llm.api_key is not None
     assert settings.llm.api_key.get_secret_value() == "sk-very-secret"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({}, "single"),
+        ({"llm.provider": "openai"}, "single"),
+        ({"llm.provider": "llamacpp"}, "split"),
+        ({"serve.generator_replicas": 2}, "split"),
+        ({"serve.generator_num_gpus": 1}, "split"),
+        ({"llm.provider": "llamacpp", "serve.topology": "single"}, "single"),
+        ({"serve.topology": "split"}, "split"),
+    ],
+)
+def test_serve_topology_is_single_unless_generation_is_heavy_or_scaled_apart(
+    overrides: dict[str, object], expected: str
+) -> None:
+    from ragserve.serve.deployments import resolve_topology
+
+    assert resolve_topology(load_settings(None, **overrides)) == expected

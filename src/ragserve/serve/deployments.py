@@ -1,8 +1,17 @@
 """Ray Serve: retrieval and generation as deployments that scale on their own.
 
-    HTTP ─► Ingress (FastAPI app, auth, limits, metrics)
-              ├─ handle ─► Retriever  (embedder + index; CPU or a slice of a GPU)
-              └─ handle ─► Generator  (the LLM; streams tokens back)
+    split:   HTTP ─► Ingress (FastAPI app, auth, limits, metrics)
+                       ├─ handle ─► Retriever  (embedder + index; CPU or a slice of a GPU)
+                       └─ handle ─► Generator  (the LLM; streams tokens back)
+
+    single:  HTTP ─► Ingress (the same app, embedder + index + LLM client in-process)
+
+Every handle call costs a Serve hop (about 5 ms on the 2-core machine this was
+measured on, on top of ~4 ms for the proxy), so when the LLM is a remote
+endpoint (OpenAI-compatible server) or there is none (extractive), a Generator
+deployment would only forward HTTP calls: ``topology = auto`` then serves from
+one deployment. The split layout pays off when generation is heavy and local
+(llama.cpp) or the two sides need different replica counts or GPUs.
 
 Replica counts, autoscaling and GPUs come from ``ServeSettings``.
 
@@ -34,7 +43,7 @@ from ragserve.generate import build_llm
 from ragserve.retrieve import Retrieval
 from ragserve.runtime import ensure_ray
 from ragserve.serve.app import create_app
-from ragserve.serve.backend import SearchResult, readiness_problems
+from ragserve.serve.backend import AgentLike, LocalAgent, SearchResult, readiness_problems
 from ragserve.serve.observability import configure_json_logging
 from ragserve.serve.security import auth_required
 from ragserve.store.base import SearchFilter, SearchMode
@@ -154,17 +163,42 @@ class RemoteAgent:
 
 
 class IngressReplica:
-    """HTTP entry: the FastAPI app of ``create_app`` over the two deployments."""
+    """HTTP entry: the FastAPI app of ``create_app`` over the two deployments
+    (split topology), or over a ``QueryAgent`` in this replica (single)."""
 
     def __init__(
-        self, settings: Settings, retriever: DeploymentHandle[Any], generator: DeploymentHandle[Any]
+        self,
+        settings: Settings,
+        retriever: DeploymentHandle[Any] | None = None,
+        generator: DeploymentHandle[Any] | None = None,
+        copy_edge_index: bool = False,
     ) -> None:
         configure_json_logging()
         self._settings = settings
-        self._agent = RemoteAgent(retriever, generator)
+        self._copy_dir: Path | None = None
+        self._agent: AgentLike
+        if retriever is not None and generator is not None:
+            self._agent = RemoteAgent(retriever, generator)
+            return
+        if copy_edge_index and settings.store.backend == "edge":
+            settings, self._copy_dir = _private_index_copy(settings)
+        agent = QueryAgent(settings)
+        try:
+            agent.warm_up()
+        except RagserveError as exc:  # keep the replica up: readiness and requests say why
+            logger.warning("warm-up failed: %s", exc)
+        self._agent = LocalAgent(agent)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return create_app(self._settings, self._agent, behind_serve_proxy=True)
+
+    def __del__(self) -> None:
+        agent = getattr(self, "_agent", None)
+        if isinstance(agent, LocalAgent):
+            agent.agent.close()
+        copy_dir = getattr(self, "_copy_dir", None)
+        if copy_dir is not None:
+            shutil.rmtree(copy_dir, ignore_errors=True)
 
 
 Ingress: Any = serve.deployment(name="Ingress")(serve.ingress()(IngressReplica))
@@ -180,6 +214,14 @@ def build_app(settings: Settings, *, copy_edge_index: bool = False) -> Any:
     settings = _with_absolute_paths(settings)
     serve_settings = settings.serve
     retriever_replicas, pinned = _retriever_replicas(settings, copy_edge_index)
+    topology = resolve_topology(settings)
+    logger.info("Ray Serve topology: %s", topology)
+    if topology == "single":
+        return Ingress.options(
+            **_scaling(settings, retriever_replicas, pinned=pinned),
+            ray_actor_options=_actor_options("Retriever", serve_settings.retriever_num_gpus),
+            graceful_shutdown_timeout_s=serve_settings.request_timeout_s + 5,
+        ).bind(settings, None, None, copy_edge_index)
     retriever = Retriever.options(
         **_scaling(settings, retriever_replicas, pinned=pinned),
         ray_actor_options=_actor_options("Retriever", serve_settings.retriever_num_gpus),
@@ -264,6 +306,19 @@ def serve_config_yaml(settings: Settings, *, copy_edge_index: bool = False) -> s
 
 
 # -- helpers ---------------------------------------------------------------------
+
+
+def resolve_topology(settings: Settings) -> str:
+    """``single`` or ``split`` for ``serve.topology`` (see the module docstring)."""
+    serve_settings = settings.serve
+    if serve_settings.topology != "auto":
+        return serve_settings.topology
+    heavy_local_llm = settings.llm.provider == "llamacpp"
+    sides_differ = (
+        serve_settings.generator_replicas != serve_settings.retriever_replicas
+        or serve_settings.generator_num_gpus > 0
+    )
+    return "split" if heavy_local_llm or sides_differ else "single"
 
 
 def _retriever_replicas(settings: Settings, copy_edge_index: bool) -> tuple[int, bool]:
