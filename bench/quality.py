@@ -428,6 +428,18 @@ def parse_reuse(values: Sequence[str]) -> dict[str, Path]:
     return reuse
 
 
+def portable(value: Any) -> Any:
+    """``value`` with this checkout's paths made relative (``tmp/…``, ``../shared/…``):
+    committed results should not carry one machine's directory layout."""
+    if isinstance(value, str):
+        return value.replace(f"{SHARED}/", "../shared/").replace(f"{REPO}/", "")
+    if isinstance(value, dict):
+        return {key: portable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [portable(item) for item in value]
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -510,7 +522,7 @@ def save(
         ],
         "rows": list(rows),
     }
-    path = write_result("quality", payload)
+    path = write_result("quality", portable(payload))
     (RESULTS / "quality.md").write_text(table, encoding="utf-8")
     logger.info("wrote %s and quality.md", path)
     return table
