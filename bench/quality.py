@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import subprocess
 import sys
@@ -54,7 +53,13 @@ from typing import Any
 from _common import REPO, RESULTS, SHARED, machine, write_result
 from ragserve.agent import QueryAgent
 from ragserve.config import load_settings
-from ragserve.evaluate import EvalResult, Retrieved, evaluate_retrieval, load_questions
+from ragserve.evaluate import (
+    EvalResult,
+    Retrieved,
+    evaluate_retrieval,
+    load_questions,
+    sign_test_p,
+)
 from ragserve.store.base import SearchMode
 from ragserve.sweep import format_table, sweep_grid
 
@@ -334,15 +339,6 @@ def display(row: dict[str, Any]) -> dict[str, Any]:
 
 #: The shipped defaults: section-aware 512/50 MiniLM, hybrid, 400 candidates, 1 per page.
 DEFAULT_ROW = {"index": "c512", "mode": "hybrid", "max_per_page": 1, "candidates": 400}
-
-
-def sign_test_p(gained: int, lost: int) -> float:
-    """Exact two-sided sign test (McNemar) on the questions two settings disagree on."""
-    n = gained + lost
-    if n == 0:
-        return 1.0
-    tail: float = sum(math.comb(n, i) for i in range(min(gained, lost) + 1)) / 2**n
-    return min(1.0, 2 * tail)
 
 
 def add_paired(rows: Sequence[dict[str, Any]]) -> None:

@@ -521,6 +521,13 @@ def eval_command(
         float | None,
         typer.Option("--min-score", help="Exit 4 if the retrieval score is below this."),
     ] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            "--baseline",
+            help="results.jsonl (or --out folder) of an earlier eval: questions gained/lost.",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     collection: CollectionOpt = None,
@@ -531,7 +538,7 @@ def eval_command(
 ) -> None:
     """Measure retrieval (and answer) quality of the index on a question set."""
     _setup_logging(verbose)
-    from ragserve.evaluate import write_results
+    from ragserve.evaluate import compare_with_baseline, load_result_records, write_results
     from ragserve.quality import run_eval
 
     try:
@@ -550,6 +557,8 @@ def eval_command(
             source_prefix=_parse_prefixes(source_prefix or []),
             answers=answers,
         )
+        if baseline is not None:
+            compare_with_baseline(result, load_result_records(baseline), name=str(baseline))
         summary = result.summary()
         paths = write_results(result, out_dir) if out_dir else {}
     except RagserveError as exc:
@@ -585,6 +594,13 @@ def _print_eval_summary(summary: dict[str, Any], paths: dict[str, Path]) -> None
     answers = summary.get("answers")
     if answers:
         out.print(f"  answers: lexical F1 {answers['lexical_f1']}, judge {answers['judge_score']}")
+    versus = summary.get("vs_baseline")
+    if versus:
+        out.print(
+            f"  vs baseline ({versus['baseline_score']:.3f}): +{versus['gained']}/-{versus['lost']}"
+            f" questions, sign test p={versus['sign_test_p']:.2f}"
+            + ("" if versus["sign_test_p"] < 0.05 else " (not a significant difference)")
+        )
     for name, path in paths.items():
         out.print(f"  {name}: {path}")
 

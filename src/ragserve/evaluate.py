@@ -68,6 +68,8 @@ class EvalResult:
     source_prefix: dict[str, str] = field(default_factory=dict)
     unreachable_checked: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
+    #: Set by ``compare_with_baseline``: this run against an earlier one.
+    vs_baseline: dict[str, Any] | None = None
 
     def hit_rate_at(self, k: int, *, section: bool = False) -> float:
         """Retrieval score (guide definition) at any ``k`` up to ``depth``."""
@@ -112,6 +114,7 @@ class EvalResult:
                 else None
             ),
             "meta": dict(self.meta),
+            "vs_baseline": self.vs_baseline,
         }
         answers = _answer_summary(self.records)
         if answers is not None:
@@ -303,6 +306,75 @@ def _mean_or_zero(values: Sequence[bool | float]) -> float:
 
 def _mean_or_none(values: Sequence[bool | float]) -> float | None:
     return sum(values) / len(values) if values else None
+
+
+def sign_test_p(gained: int, lost: int) -> float:
+    """Exact two-sided sign test (McNemar) on the questions two runs disagree on.
+
+    Paired: both runs answered the same questions, so only the questions one
+    got and the other missed carry information about which is better.
+    """
+    n = gained + lost
+    if n == 0:
+        return 1.0
+    tail: float = sum(math.comb(n, i) for i in range(min(gained, lost) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def load_result_records(path: Path) -> list[dict[str, Any]]:
+    """The per-question records of an earlier ``ragserve eval --out`` (``results.jsonl``)."""
+    if path.is_dir():
+        path = path / "results.jsonl"
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        records = [json.loads(line) for line in lines if line.strip()]
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(
+            f"cannot read baseline results {path}: {exc}; pass the results.jsonl (or the "
+            "--out folder) of an earlier `ragserve eval`"
+        ) from exc
+    if not all(isinstance(r, dict) and "question" in r and "hit" in r for r in records):
+        raise ConfigError(f"{path} does not hold `ragserve eval` results (question, hit)")
+    return records
+
+
+def compare_with_baseline(
+    result: EvalResult, baseline: Sequence[Mapping[str, Any]], *, name: str = ""
+) -> dict[str, Any]:
+    """Question-by-question comparison with an earlier run on the same questions.
+
+    A score that moved by a point or two on ~100 questions is usually noise;
+    the questions gained and lost, and the sign test on them, say whether it is.
+    Questions present in only one run are counted, not compared.
+    """
+    before = {str(r["question"]): bool(r["hit"]) for r in baseline}
+    gained: list[str] = []
+    lost: list[str] = []
+    compared = 0
+    for record in result.records:
+        question = record["question"]
+        if question not in before:
+            continue
+        compared += 1
+        if record["hit"] and not before[question]:
+            gained.append(question)
+        elif before[question] and not record["hit"]:
+            lost.append(question)
+    comparison = {
+        "baseline": name,
+        "compared": compared,
+        "only_here": len(result.records) - compared,
+        "baseline_score": _mean_or_zero(
+            [before[r["question"]] for r in result.records if r["question"] in before]
+        ),
+        "gained": len(gained),
+        "lost": len(lost),
+        "sign_test_p": sign_test_p(len(gained), len(lost)),
+        "gained_questions": gained,
+        "lost_questions": lost,
+    }
+    result.vs_baseline = comparison
+    return comparison
 
 
 def bootstrap_interval(

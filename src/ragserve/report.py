@@ -208,6 +208,13 @@ def _summary_table(summary: Mapping[str, Any]) -> str:
         (f"MRR (ranks 1..{summary['depth']})", summary["mrr"]),
     ]
     rows += [(f"recall@{n}", value) for n, value in summary["recall_at"].items()]
+    versus = summary.get("vs_baseline")
+    if versus:
+        rows.append(("baseline retrieval score (same questions)", versus["baseline_score"]))
+        rows.append(
+            ("vs baseline: questions gained / lost", f"+{versus['gained']} / -{versus['lost']}")
+        )
+        rows.append(("vs baseline: sign test p", versus["sign_test_p"]))
     answers = summary.get("answers")
     if answers:
         rows.append(("answer lexical F1", answers["lexical_f1"]))

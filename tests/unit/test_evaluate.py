@@ -29,10 +29,13 @@ from ragserve.evaluate import (
     Retrieved,
     attach_answers,
     bootstrap_interval,
+    compare_with_baseline,
     evaluate_retrieval,
     load_questions,
+    load_result_records,
     normalize_url,
     page_of,
+    sign_test_p,
     write_results,
 )
 from ragserve.grading import judge_prompt, lexical_overlap, parse_judge_score
@@ -285,3 +288,43 @@ def test_bootstrap_interval_brackets_the_score_and_is_reproducible() -> None:
     assert bootstrap_interval(hits) == [low, high]
     assert bootstrap_interval([True] * 5) == [1.0, 1.0]
     assert bootstrap_interval([]) is None
+
+
+def test_sign_test_p_is_exact_and_two_sided() -> None:
+    assert sign_test_p(0, 0) == 1.0
+    assert sign_test_p(3, 3) == 1.0
+    # 2 of 14 disagreements one way: P(X <= 2 | n=14, p=1/2), doubled.
+    assert sign_test_p(2, 12) == pytest.approx(2 * (1 + 14 + 91) / 2**14)
+    assert sign_test_p(12, 2) == sign_test_p(2, 12)
+
+
+def test_compare_with_baseline_counts_questions_gained_and_lost(tmp_path: Path) -> None:
+    result, _ = run_tiny()
+    out = write_results(result, tmp_path / "before")
+    baseline = load_result_records(out["results"].parent)  # the --out folder works too
+    # Flip two answers of the earlier run: one hit becomes a miss, one miss a hit.
+    hit_index = next(i for i, r in enumerate(baseline) if r["hit"])
+    miss_index = next(i for i, r in enumerate(baseline) if not r["hit"])
+    baseline[hit_index]["hit"], baseline[miss_index]["hit"] = False, True
+    baseline.append({"question": "only in the baseline", "hit": True})
+
+    comparison = compare_with_baseline(result, baseline, name="before")
+
+    assert comparison["compared"] == 7
+    assert comparison["only_here"] == 0
+    assert (comparison["gained"], comparison["lost"]) == (1, 1)
+    assert comparison["gained_questions"] == [result.records[hit_index]["question"]]
+    assert comparison["lost_questions"] == [result.records[miss_index]["question"]]
+    assert comparison["sign_test_p"] == 1.0
+    assert comparison["baseline_score"] == pytest.approx(4 / 7)
+    assert result.summary()["vs_baseline"] == comparison
+
+
+def test_baseline_that_is_not_eval_results_is_a_config_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.jsonl"
+    with pytest.raises(ConfigError, match="earlier `ragserve eval`"):
+        load_result_records(missing)
+    other = tmp_path / "other.jsonl"
+    other.write_text('{"question": "q"}\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="does not hold"):
+        load_result_records(other)
