@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ragserve.documents import Document, Section
-from ragserve.ingest.extract import extract_sections, extract_title
+from ragserve.ingest.extract import empty_page_reason, extract_sections, extract_title
 from ragserve.ingest.markdown import github_slug
 
 pytestmark = pytest.mark.unit
@@ -234,6 +234,18 @@ def test_client_rendered_shell_page_has_no_sections() -> None:
     document = load("docsify/guide.html", "https://docs.example.com/#/guide")
     assert extract_sections(document) == []
     assert extract_title(document) == "Widgetry"
+    # The ingest report says why, and what to do instead.
+    reason = empty_page_reason(document)
+    assert "rendered in the browser by JavaScript" in reason
+    assert "markdown sources as a folder" in reason
+
+
+def test_pages_with_chrome_but_no_content_keep_the_plain_reason() -> None:
+    nav_only = load("handwritten/nav-only.html", PAGE_URL)
+    assert extract_sections(nav_only) == []
+    assert empty_page_reason(nav_only) == "no text content found in the page's main content"
+    scriptless = Document(url=PAGE_URL, content="<html><body><div id='app'></div></body></html>")
+    assert empty_page_reason(scriptless) == "no text content found in the page's main content"
 
 
 def test_asides_are_kept_as_notes_but_dropped_as_link_lists() -> None:

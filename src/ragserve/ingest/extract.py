@@ -51,7 +51,7 @@ from ragserve.ingest.html_parts import (
 )
 from ragserve.ingest.markdown import markdown_sections, text_sections
 
-__all__ = ["extract_sections", "extract_title"]
+__all__ = ["empty_page_reason", "extract_sections", "extract_title"]
 
 #: Containers that themes put the article in, most specific first; used before
 #: the generic ``[role=main]`` / ``<main>`` / ``<article>`` fallbacks.
@@ -90,6 +90,37 @@ def extract_sections(document: Document) -> list[Section]:
         Section(url=document.url, title=title, anchor=anchor, heading_path=path, text=text)
         for anchor, path, text in raw_sections
     ]
+
+
+#: Below this much visible body text, a page that runs scripts is taken for an
+#: app shell (Docsify, a single-page app) rather than a page without content.
+_SHELL_TEXT_CHARS = 40
+_INVISIBLE = "script, style, noscript, template"
+
+
+def empty_page_reason(document: Document) -> str:
+    """Why ``extract_sections`` found nothing, worded for the ingest report.
+
+    The common surprise on an unknown site is a page that the browser renders
+    from JavaScript (Docsify, single-page apps): the HTML we fetch is an empty
+    shell, and the fix is to ingest the site's sources or a pre-rendered build.
+    """
+    generic = "no text content found in the page's main content"
+    if document.kind != "html":
+        return generic
+    tree = _parse(document.content)
+    body = tree.body
+    if body is None or tree.css_first("script") is None:
+        return generic
+    for node in body.css(_INVISIBLE):
+        node.decompose()
+    if len(normalise(body.text(separator=" "))) >= _SHELL_TEXT_CHARS:
+        return generic
+    return (
+        "no text in the HTML the server sends: the page looks rendered in the browser by "
+        "JavaScript (an app shell such as Docsify); ingest the site's markdown sources as a "
+        "folder, or a pre-rendered (static) build of it"
+    )
 
 
 def extract_title(document: Document) -> str:

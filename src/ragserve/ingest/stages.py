@@ -16,7 +16,7 @@ import numpy as np
 from ragserve.config import EmbedSettings
 from ragserve.documents import Chunk, Document
 from ragserve.ingest.chunk import chunk_sections
-from ragserve.ingest.extract import extract_sections
+from ragserve.ingest.extract import empty_page_reason, extract_sections
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def chunk_batch(batch: Batch, *, chunk_size: int, chunk_overlap: int, section_aw
             _append_problem(columns, document, f"extraction failed: {exc}")
             continue
         if not chunks:
-            _append_problem(columns, document, "no text content found in the page's main content")
+            _append_problem(columns, document, empty_page_reason(document))
             continue
         for chunk in chunks:
             _append_chunk(columns, chunk)
