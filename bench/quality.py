@@ -11,7 +11,7 @@ plain chunking, embedding model) the Ray docs corpus is ingested once with
 ``ragserve ingest`` into ``--work/NAME`` (or an existing index is reused), then
 every *query-time variant* is evaluated against it in this process with
 exactly the code ``ragserve eval`` runs (``QueryAgent`` + ``evaluate_retrieval``)
-on the dev questions (``/work/shared/eval/ray-docs-dev.jsonl``, 109 questions):
+on the dev questions (``../shared/eval/ray-docs-dev.jsonl``, 109 questions):
 
 * mode ``dense`` / ``sparse`` (BM25) / ``hybrid`` (RRF of both), with the
   configured candidate depth (400 each);
