@@ -58,8 +58,8 @@ from ragserve.evaluate import (
     Retrieved,
     evaluate_retrieval,
     load_questions,
-    sign_test_p,
 )
+from ragserve.statistics import sign_test_p
 from ragserve.store.base import SearchMode
 from ragserve.sweep import format_table, sweep_grid
 

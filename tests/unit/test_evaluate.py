@@ -28,17 +28,16 @@ from ragserve.evaluate import (
     EvalResult,
     Retrieved,
     attach_answers,
-    bootstrap_interval,
     compare_with_baseline,
     evaluate_retrieval,
     load_questions,
     load_result_records,
     normalize_url,
     page_of,
-    sign_test_p,
     write_results,
 )
 from ragserve.grading import judge_prompt, lexical_overlap, parse_judge_score
+from ragserve.statistics import bootstrap_interval, sign_test_p
 
 pytestmark = pytest.mark.unit
 
