@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import socket
 import subprocess
 import sys
 import tarfile
@@ -86,6 +87,14 @@ def run_with_peak_rss(
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[:3]} failed ({proc.returncode}): {stderr[-2000:]}")
     return stdout, time.perf_counter() - started, peak.peak_mb
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for a server the benchmark starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def machine() -> dict[str, Any]:

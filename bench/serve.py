@@ -35,7 +35,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,7 +47,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from _common import REPO, machine, write_result
+from _common import REPO, free_port, machine, write_result
 from ragserve.config import Settings
 
 QUESTIONS = [
@@ -65,13 +64,6 @@ QUESTIONS = [
 ]
 
 logger = logging.getLogger("bench.serve")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def settings_for(

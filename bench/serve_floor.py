@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -28,7 +27,8 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from _common import machine, write_result
+from _common import free_port, machine, write_result
+from ragserve.statistics import percentile
 
 ROUTE_APP = (
     "import uvicorn\n"
@@ -39,13 +39,6 @@ ROUTE_APP = (
     "    return {'ok': 1}\n"
     "uvicorn.run(app, host='127.0.0.1', port={port}, log_level='warning')\n"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def timed_gets(url: str, requests: int, warmup: int = 30) -> dict[str, float]:
@@ -66,12 +59,7 @@ def timed_gets(url: str, requests: int, warmup: int = 30) -> dict[str, float]:
             started = time.perf_counter()
             client.get(url).raise_for_status()
             millis.append((time.perf_counter() - started) * 1000)
-    millis.sort()
-    return {
-        "p50_ms": round(millis[len(millis) // 2], 2),
-        "p90_ms": round(millis[int(len(millis) * 0.9)], 2),
-        "p99_ms": round(millis[int(len(millis) * 0.99)], 2),
-    }
+    return {f"p{q}_ms": round(percentile(millis, q), 2) for q in (50, 90, 99)}
 
 
 def bare_uvicorn(requests: int) -> dict[str, float]:

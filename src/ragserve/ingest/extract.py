@@ -95,7 +95,7 @@ def extract_sections(document: Document) -> list[Section]:
 #: Below this much visible body text, a page that runs scripts is taken for an
 #: app shell (Docsify, a single-page app) rather than a page without content.
 _SHELL_TEXT_CHARS = 40
-_INVISIBLE = "script, style, noscript, template"
+_NOT_RENDERED = "script, style, noscript, template"
 
 
 def empty_page_reason(document: Document) -> str:
@@ -112,7 +112,7 @@ def empty_page_reason(document: Document) -> str:
     body = tree.body
     if body is None or tree.css_first("script") is None:
         return generic
-    for node in body.css(_INVISIBLE):
+    for node in body.css(_NOT_RENDERED):
         node.decompose()
     if len(normalise(body.text(separator=" "))) >= _SHELL_TEXT_CHARS:
         return generic

@@ -31,7 +31,7 @@ import shutil
 import tempfile
 from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from fastapi import FastAPI
@@ -72,14 +72,7 @@ class RetrieverReplica:
 
     def __init__(self, settings: Settings, copy_edge_index: bool = False) -> None:
         configure_json_logging()
-        self._copy_dir: Path | None = None
-        if copy_edge_index and settings.store.backend == "edge":
-            settings, self._copy_dir = _private_index_copy(settings)
-        self._agent = QueryAgent(settings)
-        try:
-            self._agent.warm_up()
-        except RagserveError as exc:  # keep the replica up: readiness and requests say why
-            logger.warning("retriever warm-up failed: %s", exc)
+        self._agent, self._copy_dir = _open_agent(settings, copy_edge_index)
 
     def retrieve(
         self, question: str, k: int | None, filters: SearchFilter | None, mode: SearchMode | None
@@ -95,12 +88,7 @@ class RetrieverReplica:
         return [p for p in readiness_problems(self._agent) if not p.startswith("llm:")]
 
     def __del__(self) -> None:
-        agent = getattr(self, "_agent", None)
-        if agent is not None:
-            agent.close()
-        copy_dir = getattr(self, "_copy_dir", None)
-        if copy_dir is not None:
-            shutil.rmtree(copy_dir, ignore_errors=True)
+        _release(getattr(self, "_agent", None), getattr(self, "_copy_dir", None))
 
 
 class GeneratorReplica:
@@ -175,30 +163,20 @@ class IngressReplica:
     ) -> None:
         configure_json_logging()
         self._settings = settings
+        self._local: QueryAgent | None = None
         self._copy_dir: Path | None = None
         self._agent: AgentLike
         if retriever is not None and generator is not None:
             self._agent = RemoteAgent(retriever, generator)
-            return
-        if copy_edge_index and settings.store.backend == "edge":
-            settings, self._copy_dir = _private_index_copy(settings)
-        agent = QueryAgent(settings)
-        try:
-            agent.warm_up()
-        except RagserveError as exc:  # keep the replica up: readiness and requests say why
-            logger.warning("warm-up failed: %s", exc)
-        self._agent = LocalAgent(agent)
+        else:
+            self._local, self._copy_dir = _open_agent(settings, copy_edge_index)
+            self._agent = LocalAgent(self._local)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return create_app(self._settings, self._agent, behind_serve_proxy=True)
 
     def __del__(self) -> None:
-        agent = getattr(self, "_agent", None)
-        if isinstance(agent, LocalAgent):
-            agent.agent.close()
-        copy_dir = getattr(self, "_copy_dir", None)
-        if copy_dir is not None:
-            shutil.rmtree(copy_dir, ignore_errors=True)
+        _release(getattr(self, "_local", None), getattr(self, "_copy_dir", None))
 
 
 Ingress: Any = serve.deployment(name="Ingress")(serve.ingress()(IngressReplica))
@@ -308,7 +286,7 @@ def serve_config_yaml(settings: Settings, *, copy_edge_index: bool = False) -> s
 # -- helpers ---------------------------------------------------------------------
 
 
-def resolve_topology(settings: Settings) -> str:
+def resolve_topology(settings: Settings) -> Literal["single", "split"]:
     """``single`` or ``split`` for ``serve.topology`` (see the module docstring)."""
     serve_settings = settings.serve
     if serve_settings.topology != "auto":
@@ -367,6 +345,28 @@ def _http_options(settings: Settings) -> dict[str, Any]:
         # Slightly above the app's own timeout, so clients get its 504 JSON body.
         "request_timeout_s": settings.serve.request_timeout_s + 5,
     }
+
+
+def _open_agent(settings: Settings, copy_edge_index: bool) -> tuple[QueryAgent, Path | None]:
+    """A warmed-up ``QueryAgent`` for a replica that holds the index, on a private
+    copy of an Edge index when asked (see the module docstring)."""
+    copy_dir: Path | None = None
+    if copy_edge_index and settings.store.backend == "edge":
+        settings, copy_dir = _private_index_copy(settings)
+    agent = QueryAgent(settings)
+    try:
+        agent.warm_up()
+    except RagserveError as exc:  # keep the replica up: readiness and requests say why
+        logger.warning("warm-up failed: %s", exc)
+    return agent, copy_dir
+
+
+def _release(agent: QueryAgent | None, copy_dir: Path | None) -> None:
+    """Close what ``_open_agent`` opened (from a replica's ``__del__``)."""
+    if agent is not None:
+        agent.close()
+    if copy_dir is not None:
+        shutil.rmtree(copy_dir, ignore_errors=True)
 
 
 def _private_index_copy(settings: Settings) -> tuple[Settings, Path]:
