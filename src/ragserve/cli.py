@@ -11,15 +11,32 @@ Exit codes (documented in the README):
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
-from ragserve.config import Settings, load_settings
+from ragserve.commands.options import (
+    EXIT_DEGRADED,
+    EXIT_GATE,
+    CollectionOpt,
+    ConfigOpt,
+    DataDirOpt,
+    EmbedModelOpt,
+    JsonOpt,
+    QdrantKeyOpt,
+    QdrantUrlOpt,
+    VerboseOpt,
+    build_settings,
+    err,
+    fail,
+    llm_overrides,
+    out,
+    setup_logging,
+    store_overrides,
+)
+from ragserve.config import Settings
 from ragserve.errors import ConfigError, LLMError, QueryError, RagserveError
 
 app = typer.Typer(
@@ -28,64 +45,6 @@ app = typer.Typer(
     help="Question answering over your documentation, with cited sources.",
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
-
-EXIT_FAILED, EXIT_USAGE, EXIT_DEGRADED, EXIT_GATE = 1, 2, 3, 4
-
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Settings file (TOML/JSON/YAML).")]
-DataDirOpt = Annotated[
-    Path | None, typer.Option("--data-dir", help="Where the embedded index lives [.ragserve].")
-]
-CollectionOpt = Annotated[str | None, typer.Option("--collection", "-c", help="Index name [docs].")]
-QdrantUrlOpt = Annotated[
-    str | None,
-    typer.Option("--qdrant-url", help="Use a Qdrant server instead of the embedded store."),
-]
-QdrantKeyOpt = Annotated[
-    str | None,
-    typer.Option("--qdrant-api-key", envvar="QDRANT_API_KEY", help="Qdrant server API key."),
-]
-EmbedModelOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--embed-model", help="sentence-transformers model name or path [all-MiniLM-L6-v2]."
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
-VerboseOpt = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging.")]
-
-
-def _settings(config: Path | None, **overrides: Any) -> Settings:
-    return load_settings(config, **overrides)
-
-
-def _store_overrides(
-    data_dir: Path | None, collection: str | None, url: str | None, api_key: str | None
-) -> dict[str, Any]:
-    return {
-        "store.data_dir": data_dir,
-        "store.collection": collection,
-        "store.url": url,
-        "store.api_key": api_key,
-    }
-
-
-def _llm_overrides(provider: str | None, base_url: str | None, model: str | None) -> dict[str, Any]:
-    return {"llm.provider": provider, "llm.base_url": base_url, "llm.model": model}
-
-
-def _setup_logging(verbose: int) -> None:
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(
-        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    code = EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED
-    err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
-    return typer.Exit(code)
 
 
 @app.command()
@@ -145,14 +104,14 @@ def ingest(
     verbose: VerboseOpt = 0,
 ) -> None:
     """Crawl or read SOURCE and bring the index up to date (incrementally)."""
-    _setup_logging(verbose)
+    setup_logging(verbose)
     from ragserve.ingest.pipeline import run_ingest
 
     try:
-        settings = _settings(
+        settings = build_settings(
             config,
             **{
-                **_store_overrides(data_dir, collection, qdrant_url, qdrant_api_key),
+                **store_overrides(data_dir, collection, qdrant_url, qdrant_api_key),
                 "embed.model": embed_model,
                 "ingest.base_url": base_url,
                 "ingest.max_pages": max_pages,
@@ -168,7 +127,7 @@ def ingest(
         with _IngestProgress(enabled=not as_json) as progress:
             summary = run_ingest(source, settings, recreate=recreate, progress=progress)
     except RagserveError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     result = summary.to_dict()
     if eval_file is not None:
         result["eval"] = _gate(settings, eval_file, source_prefix or [], min_score)
@@ -204,7 +163,7 @@ def _parse_prefixes(prefixes: list[str]) -> dict[str, str]:
     mapping = {}
     for item in prefixes:
         if "=" not in item:
-            raise _fail(ConfigError(f"--source-prefix takes OLD=NEW (got {item!r})"))
+            raise fail(ConfigError(f"--source-prefix takes OLD=NEW (got {item!r})"))
         old, new = item.split("=", 1)
         mapping[old] = new
     return mapping
@@ -304,16 +263,16 @@ def ask(
     verbose: VerboseOpt = 0,
 ) -> None:
     """Answer QUESTION from the index, with numbered deep-linked sources."""
-    _setup_logging(verbose)
+    setup_logging(verbose)
     from ragserve.agent import QueryAgent, answer_to_dict
 
     try:
-        settings = _settings(
+        settings = build_settings(
             config,
             **{
-                **_store_overrides(data_dir, collection, qdrant_url, qdrant_api_key),
+                **store_overrides(data_dir, collection, qdrant_url, qdrant_api_key),
                 "embed.model": embed_model,
-                **_llm_overrides(llm, llm_url, model),
+                **llm_overrides(llm, llm_url, model),
             },
         )
         agent = QueryAgent(settings)
@@ -329,9 +288,9 @@ def ask(
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(EXIT_DEGRADED) from exc
     except QueryError as exc:
-        raise _fail(ConfigError(str(exc))) from exc
+        raise fail(ConfigError(str(exc))) from exc
     except RagserveError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     assert answer is not None
     if as_json:
         out.print(json.dumps(answer_to_dict(answer)), markup=False)
@@ -382,10 +341,10 @@ def status(
     from ragserve.store import open_store
 
     try:
-        settings = _settings(
+        settings = build_settings(
             config,
             **{
-                **_store_overrides(data_dir, collection, qdrant_url, qdrant_api_key),
+                **store_overrides(data_dir, collection, qdrant_url, qdrant_api_key),
             },
         )
         store = open_store(settings.store)
@@ -404,7 +363,7 @@ def status(
         finally:
             store.close()
     except RagserveError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     if as_json:
         out.print(json.dumps(info), markup=False)
         return
@@ -463,20 +422,20 @@ def serve(
     verbose: VerboseOpt = 0,
 ) -> None:
     """Serve the HTTP API (Ray Serve + FastAPI) until interrupted."""
-    _setup_logging(verbose)
+    setup_logging(verbose)
     from ragserve.serve import run_uvicorn
     from ragserve.serve.deployments import run_serve, serve_config_yaml
 
     try:
-        settings = _settings(
+        settings = build_settings(
             config,
             **{
                 "serve.host": host,
                 "serve.port": port,
                 "serve.retriever_replicas": replicas,
                 "serve.copy_edge_index": True if replicas and replicas > 1 else None,
-                **_llm_overrides(llm, llm_url, model),
-                **_store_overrides(data_dir, collection, qdrant_url, qdrant_api_key),
+                **llm_overrides(llm, llm_url, model),
+                **store_overrides(data_dir, collection, qdrant_url, qdrant_api_key),
             },
         )
         copy_index = settings.serve.copy_edge_index
@@ -489,7 +448,7 @@ def serve(
         else:
             run_serve(settings, blocking=True, copy_edge_index=copy_index)
     except RagserveError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
 
 
 @app.command("eval")
@@ -537,17 +496,17 @@ def eval_command(
     verbose: VerboseOpt = 0,
 ) -> None:
     """Measure retrieval (and answer) quality of the index on a question set."""
-    _setup_logging(verbose)
+    setup_logging(verbose)
     from ragserve.evaluate import compare_with_baseline, load_result_records, write_results
     from ragserve.quality import run_eval
 
     try:
-        settings = _settings(
+        settings = build_settings(
             config,
             **{
-                **_store_overrides(data_dir, collection, qdrant_url, qdrant_api_key),
+                **store_overrides(data_dir, collection, qdrant_url, qdrant_api_key),
                 "retrieve.mode": mode,
-                **_llm_overrides(llm, llm_url, model),
+                **llm_overrides(llm, llm_url, model),
             },
         )
         result = run_eval(
@@ -562,7 +521,7 @@ def eval_command(
         summary = result.summary()
         paths = write_results(result, out_dir) if out_dir else {}
     except RagserveError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     if as_json:
         out.print(json.dumps(summary), markup=False)
     else:
@@ -603,6 +562,10 @@ def _print_eval_summary(summary: dict[str, Any], paths: dict[str, Path]) -> None
         )
     for name, path in paths.items():
         out.print(f"  {name}: {path}")
+
+
+# Command groups live in ragserve.commands.<group> (one module each, sharing
+# ragserve.commands.options); register each here with one app.add_typer(...) line.
 
 
 def main() -> None:

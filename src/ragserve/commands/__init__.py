@@ -1,0 +1,1 @@
+"""Command groups of the ``ragserve`` CLI, one module each (see ``ragserve.cli``)."""
