@@ -152,6 +152,18 @@ class QueryAgent:
         assert answer is not None
         return answer
 
+    def answer_retrieved(
+        self, question: str, retrieval: Retrieval, *, strict: bool = False
+    ) -> Answer:
+        """``ask`` for a retrieval done elsewhere: ``eval`` retrieves once, then
+        lets each generator answer from the same chunks."""
+        answer: Answer | None = None
+        for event in self.generate_stream(question, retrieval, strict=strict):
+            if event.kind == "done":
+                answer = event.answer
+        assert answer is not None
+        return answer
+
     def ask_stream(
         self,
         question: str,

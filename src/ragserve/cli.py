@@ -465,6 +465,24 @@ def eval_command(
     answers: Annotated[
         bool, typer.Option("--answers", help="Also generate and score answers.")
     ] = False,
+    generators: Annotated[
+        str | None,
+        typer.Option(
+            "--generators",
+            help="With --answers: comma-separated generators to compare, e.g. "
+            "extractive,llamacpp,openai [the --llm provider].",
+        ),
+    ] = None,
+    judge: Annotated[
+        str,
+        typer.Option(
+            "--judge",
+            help="With --answers: provider that grades answers 1-5, or none [auto: --llm].",
+        ),
+    ] = "auto",
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Evaluate only the first N questions.")
+    ] = None,
     llm: Annotated[
         str | None, typer.Option("--llm", help="extractive | openai | llamacpp.")
     ] = None,
@@ -515,6 +533,9 @@ def eval_command(
             k=k,
             source_prefix=_parse_prefixes(source_prefix or []),
             answers=answers,
+            generators=generators.split(",") if generators else None,
+            judge=judge,
+            limit=limit,
         )
         if baseline is not None:
             compare_with_baseline(result, load_result_records(baseline), name=str(baseline))
@@ -526,6 +547,7 @@ def eval_command(
         out.print(json.dumps(summary), markup=False)
     else:
         _print_eval_summary(summary, paths)
+    _warn_about_generators(summary.get("answers"))
     if min_score is not None and summary["retrieval_score"] < min_score:
         err.print(f"[red]quality gate failed:[/red] {summary['retrieval_score']:.3f} < {min_score}")
         raise typer.Exit(EXIT_GATE)
@@ -552,7 +574,7 @@ def _print_eval_summary(summary: dict[str, Any], paths: dict[str, Path]) -> None
         )
     answers = summary.get("answers")
     if answers:
-        out.print(f"  answers: lexical F1 {answers['lexical_f1']}, judge {answers['judge_score']}")
+        _print_answer_summary(answers)
     versus = summary.get("vs_baseline")
     if versus:
         out.print(
@@ -562,6 +584,27 @@ def _print_eval_summary(summary: dict[str, Any], paths: dict[str, Path]) -> None
         )
     for name, path in paths.items():
         out.print(f"  {name}: {path}")
+
+def _print_answer_summary(answers: dict[str, Any]) -> None:
+    from ragserve.answer_eval import format_generator_scores
+
+    judge = answers.get("judge") or "none"
+    out.print(f"  answers (similarity: {answers['similarity_model']}; judge: {judge}):")
+    for name, scores in answers["by_generator"].items():
+        out.print(f"    {name}: " + format_generator_scores(scores), markup=False)
+
+
+def _warn_about_generators(answers: dict[str, Any] | None) -> None:
+    """Generators (or the judge) that could not start, one line each, in any output mode."""
+    from rich.markup import escape
+
+    if not answers:
+        return
+    for name, reason in answers["not_started"].items():
+        err.print(f"[yellow]generator {name} did not start:[/yellow] {escape(reason)}")
+    if answers.get("judge_error"):
+        err.print(f"[yellow]judge did not start:[/yellow] {escape(answers['judge_error'])}")
+
 
 
 # Command groups live in ragserve.commands.<group> (one module each, sharing

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ragserve.answer_eval import summarize_answers
 from ragserve.errors import ConfigError
-from ragserve.grading import lexical_overlap
 from ragserve.statistics import bootstrap_interval, latency_summary, sign_test_p
 
 logger = logging.getLogger(__name__)
@@ -57,7 +57,8 @@ class EvalResult:
     """Per-question records plus the settings needed to aggregate them.
 
     Aggregates are recomputed from ``records`` on demand, so records that gain
-    answer scores later (``attach_answers``) stay consistent with the summary.
+    answers later (``record["answers"][generator]``, see ``answer_eval``) stay
+    consistent with the summary.
     """
 
     records: list[dict[str, Any]]
@@ -69,6 +70,8 @@ class EvalResult:
     meta: dict[str, Any] = field(default_factory=dict)
     #: Set by ``compare_with_baseline``: this run against an earlier one.
     vs_baseline: dict[str, Any] | None = None
+    #: Set when answers were generated: generators, judge, similarity model, start errors.
+    answer_meta: dict[str, Any] = field(default_factory=dict)
 
     def hit_rate_at(self, k: int, *, section: bool = False) -> float:
         """Retrieval score (guide definition) at any ``k`` up to ``depth``."""
@@ -115,7 +118,7 @@ class EvalResult:
             "meta": dict(self.meta),
             "vs_baseline": self.vs_baseline,
         }
-        answers = _answer_summary(self.records)
+        answers = summarize_answers(self.records, self.answer_meta)
         if answers is not None:
             summary["answers"] = answers
         return summary
@@ -361,49 +364,6 @@ def compare_with_baseline(
     }
     result.vs_baseline = comparison
     return comparison
-
-
-# --- answer quality -------------------------------------------------------------------
-
-
-def attach_answers(
-    result: EvalResult,
-    generated: Sequence[str],
-    judge_scores: Sequence[int | None] | None = None,
-) -> EvalResult:
-    """Add generated answers (and optional judge scores) to ``result``'s records.
-
-    ``generated`` and ``judge_scores`` follow the question order. Lexical F1 is
-    computed where the question has a reference answer. Returns ``result``.
-    """
-    if len(generated) != len(result.records) or (
-        judge_scores is not None and len(judge_scores) != len(result.records)
-    ):
-        raise ConfigError(
-            f"got {len(generated)} answers for {len(result.records)} questions; "
-            "pass one answer (and judge score) per question, in order"
-        )
-    for index, (record, answer) in enumerate(zip(result.records, generated, strict=True)):
-        record["generated"] = answer
-        if record.get("answer") is not None:
-            record["lexical_f1"] = lexical_overlap(record["answer"], answer)
-        if judge_scores is not None:
-            record["judge_score"] = judge_scores[index]
-    return result
-
-
-def _answer_summary(records: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
-    if not any("generated" in record for record in records):
-        return None
-    f1 = [record["lexical_f1"] for record in records if "lexical_f1" in record]
-    judged = [record["judge_score"] for record in records if record.get("judge_score")]
-    return {
-        "n_generated": sum("generated" in record for record in records),
-        "lexical_f1": _mean_or_none(f1),
-        "n_with_reference": len(f1),
-        "judge_score": _mean_or_none(judged),
-        "n_judged": len(judged),
-    }
 
 
 # --- output ---------------------------------------------------------------------------

@@ -5,6 +5,10 @@ but punishes paraphrase; a judge model reads meaning but costs a call and can
 be wrong. ``ragserve eval --answers`` reports both where it can. The judge gets
 a grading prompt of its own and must reply with a 1-5 score; anything else is
 recorded as "no grade" rather than guessed.
+
+The rest reads an answer's form rather than its meaning: which ``[n]`` it
+cites, whether it declines to answer, and its text without citation markers
+(so a reference answer is compared with what a reader reads, not with "[2]").
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
+from collections.abc import Iterable
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
@@ -84,3 +89,47 @@ def parse_judge_score(text: str) -> int | None:
     if not value.is_integer() or not 1 <= value <= 5:
         return None
     return int(value)
+
+
+#: A citation as the prompt asks for it and the grounding check reads it: ``[n]``.
+_CITATION = re.compile(r"\[(\d{1,3})\]")
+
+
+def cited_numbers(text: str) -> list[int]:
+    """The distinct ``[n]`` an answer cites, in order of first appearance."""
+    return list(dict.fromkeys(int(number) for number in _CITATION.findall(text)))
+
+
+def answer_body(text: str, labels: Iterable[str] = ()) -> str:
+    """The answer's words alone: ``[n]`` markers and any UI ``labels`` removed.
+
+    The extractive backend heads its answers with a label and every backend
+    sprinkles ``[n]``; neither is part of what is being compared with a
+    reference answer, and both would otherwise cost F1 and similarity.
+    """
+    for label in labels:
+        text = text.replace(label, " ")
+    return " ".join(_CITATION.sub(" ", text).split())
+
+
+_REFUSAL = re.compile(
+    r"\bi (?:do not|don't|dont) know\b"
+    r"|\b(?:i )?(?:cannot|can't|am unable to|am not able to) (?:answer|find|tell|say)\b"
+    r"|\b(?:the )?(?:sources?|context|documentation|passages?) (?:do|does) not "
+    r"(?:contain|provide|mention|say|include|cover)\b"
+    r"|\bno (?:information|passage|answer)\b"
+    r"|\bnot (?:mentioned|provided|covered|found) in the (?:sources?|context|documentation)\b",
+    re.IGNORECASE,
+)
+_FIRST_SENTENCE = re.compile(r"[.!?\n]")
+
+
+def is_refusal(text: str) -> bool:
+    """Does the answer decline ("I don't know", "the sources do not contain ...")?
+
+    Only the first sentence is read: a model that declines says so up front,
+    while "... if you don't know the replica count, ..." deep in an answer
+    is not a refusal. Curly apostrophes count as straight ones.
+    """
+    opening = _FIRST_SENTENCE.split(text.replace("’", "'").strip(), maxsplit=1)[0]
+    return bool(_REFUSAL.search(opening))

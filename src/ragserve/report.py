@@ -77,6 +77,8 @@ def render_html(result: EvalResult, sweep: Sequence[Mapping[str, Any]] | None = 
         _sections_table(groups, result.k),
         "</div>",
     ]
+    if summary.get("answers"):
+        parts.append(_answers_table(summary["answers"]))
     if sweep:
         parts.append(_sweep_table(sweep))
     parts.append(_unreachable_html(summary))
@@ -215,10 +217,6 @@ def _summary_table(summary: Mapping[str, Any]) -> str:
             ("vs baseline: questions gained / lost", f"+{versus['gained']} / -{versus['lost']}")
         )
         rows.append(("vs baseline: sign test p", versus["sign_test_p"]))
-    answers = summary.get("answers")
-    if answers:
-        rows.append(("answer lexical F1", answers["lexical_f1"]))
-        rows.append(("answer judge score (1–5)", answers["judge_score"]))
     body = "".join(
         f"<tr><td>{_e(label)}</td><td class='n'>{_fmt(v)}</td></tr>" for label, v in rows
     )
@@ -247,6 +245,48 @@ def _sections_table(groups: Sequence[Mapping[str, Any]], k: int) -> str:
         f"<div><h2>By docs section (@{k})</h2><table style='width:auto'><tr><th>section</th>"
         "<th>questions</th><th>hits</th><th>retrieval score</th><th>section score</th></tr>"
         f"{rows}</table></div>"
+    )
+
+
+_ANSWER_COLUMNS = (
+    ("answers", "n_answered"),
+    ("token F1", "token_f1"),
+    ("embedding similarity", "embedding_similarity"),
+    ("citation precision", "citation_precision"),
+    ("cites a valid source", "valid_citation_rate"),
+    ("“I don't know”", "refusal_rate"),
+    ("judge (1–5)", "judge_score"),
+)
+
+
+def _answers_table(answers: Mapping[str, Any]) -> str:
+    """Generators side by side: same questions, same retrieved sources."""
+    stages = ("generate", "total")
+    head = "".join(f"<th>{_e(label)}</th>" for label, _ in _ANSWER_COLUMNS)
+    head += "".join(f"<th>{stage} p50 / p95</th>" for stage in stages)
+    rows = []
+    for name, scores in answers["by_generator"].items():
+        cells = "".join(f"<td class='n'>{_fmt(scores[key])}</td>" for _, key in _ANSWER_COLUMNS)
+        for stage in stages:
+            timing = scores["latency"].get(stage)
+            cells += (
+                f"<td class='n'>{_ms(timing['p50'])} / {_ms(timing['p95'])}</td>"
+                if timing
+                else "<td>–</td>"
+            )
+        failed = f" ({scores['n_failed']} failed)" if scores["n_failed"] else ""
+        rows.append(f"<tr><td>{_e(name)}{_e(failed)}</td>{cells}</tr>")
+    for name, reason in answers["not_started"].items():
+        span = len(_ANSWER_COLUMNS) + len(stages)
+        rows.append(
+            f"<tr><td>{_e(name)}</td><td colspan='{span}'>did not start: {_e(reason)}</td></tr>"
+        )
+    judge = answers.get("judge") or "none"
+    return (
+        "<h2>Answers by generator</h2><p>Every generator answered from the same retrieved "
+        f"sources. Similarity by {_e(answers.get('similarity_model'))}; judge: {_e(judge)}. "
+        "Citation precision: share of cited sources on the reference page.</p>"
+        f"<table style='width:auto'><tr><th>generator</th>{head}</tr>{''.join(rows)}</table>"
     )
 
 
@@ -306,13 +346,13 @@ def _shortener(result: EvalResult) -> Callable[[str], str]:
 
 
 def _questions_table(result: EvalResult) -> str:
-    with_answers = any("generated" in record for record in result.records)
+    with_answers = any(record.get("answers") for record in result.records)
     short = _shortener(result)
     rows = "".join(
         _question_row(number, record, result, short, with_answers)
         for number, record in enumerate(result.records, start=1)
     )
-    answer_head = "<th>answer</th><th>F1</th><th>judge</th>" if with_answers else ""
+    answer_head = "<th>answers (F1 · similarity · judge)</th>" if with_answers else ""
     return (
         "<h2>Questions</h2><label class='filter'><input type='checkbox' id='only-miss'> "
         "show misses only</label><table class='q'><tr><th>#</th><th>question</th>"
@@ -339,11 +379,7 @@ def _question_row(
     status = "hit" if record["hit"] else "miss"
     answer_cells = ""
     if with_answers:
-        answer_cells = (
-            f"<td>{_e(record.get('generated', ''))}</td>"
-            f"<td class='n'>{_fmt(record.get('lexical_f1'))}</td>"
-            f"<td class='n'>{_fmt(record.get('judge_score'))}</td>"
-        )
+        answer_cells = f"<td>{_answer_cell(record.get('answers') or {})}</td>"
     source = record["source"]
     return (
         f"<tr class='{status}'><td class='n'>{number}</td><td>{_e(record['question'])}</td>"
@@ -352,6 +388,23 @@ def _question_row(
         f"<td class='n'>{_fmt(record['rank'])}</td>"
         f"<td><ol class='urls'>{''.join(items)}</ol></td>{answer_cells}</tr>"
     )
+
+
+def _answer_cell(answers: Mapping[str, Mapping[str, Any]]) -> str:
+    items = []
+    for name, graded in answers.items():
+        if "error" in graded:
+            items.append(
+                f"<details><summary>{_e(name)}: failed</summary>{_e(graded['error'])}</details>"
+            )
+            continue
+        scores = " · ".join(
+            _fmt(graded.get(key), 2) for key in ("token_f1", "embedding_similarity", "judge_score")
+        )
+        items.append(
+            f"<details><summary>{_e(name)} ({scores})</summary>{_e(graded['text'])}</details>"
+        )
+    return "".join(items)
 
 
 # --- plots ----------------------------------------------------------------------------

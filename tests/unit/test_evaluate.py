@@ -27,7 +27,6 @@ from ragserve.evaluate import (
     EvalQuestion,
     EvalResult,
     Retrieved,
-    attach_answers,
     compare_with_baseline,
     evaluate_retrieval,
     load_questions,
@@ -264,18 +263,6 @@ def test_judge_prompt_holds_all_three_texts() -> None:
     assert "Use autoscaling." in prompt
     assert "Set num_replicas." in prompt
     assert '"score"' in prompt
-
-
-def test_attached_answers_appear_in_summary() -> None:
-    result, _ = run_tiny()
-    generated = [""] * 7
-    generated[1] = "Use ray.data.read_parquet or another read function."
-
-    summary = attach_answers(result, generated, [None, 4, None, None, None, None, 2]).summary()
-
-    assert summary["answers"]["lexical_f1"] == pytest.approx(1.0)
-    assert summary["answers"]["n_with_reference"] == 1
-    assert summary["answers"]["judge_score"] == pytest.approx(3.0)
 
 
 def test_bootstrap_interval_brackets_the_score_and_is_reproducible() -> None:
