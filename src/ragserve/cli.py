@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ragserve.commands import models as models_commands
 from ragserve.commands.options import (
     EXIT_DEGRADED,
     EXIT_GATE,
@@ -609,6 +610,7 @@ def _warn_about_generators(answers: dict[str, Any] | None) -> None:
 
 # Command groups live in ragserve.commands.<group> (one module each, sharing
 # ragserve.commands.options); register each here with one app.add_typer(...) line.
+app.add_typer(models_commands.app, name="models")
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from ragserve.errors import ConfigError
 
 DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"
+DEFAULT_MODELS_DIR = Path("~/.cache/ragserve/models")
 
 
 class IngestSettings(BaseModel):
@@ -174,6 +175,13 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
     data_dir: Path | None = None
+    #: Where ``ragserve models fetch`` puts verified model files (RAGSERVE_MODELS_DIR).
+    models_dir: Path = Field(default_factory=lambda: DEFAULT_MODELS_DIR.expanduser())
+
+    @field_validator("models_dir")
+    @classmethod
+    def _expand_models_dir(cls, value: Path) -> Path:
+        return value.expanduser()
 
     @model_validator(mode="after")
     def _top_level_data_dir(self) -> Settings:

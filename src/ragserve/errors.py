@@ -21,6 +21,8 @@ what to do about it; the CLI prints ``str(exc)`` as its one-line error.
     │   ├── LLMAuthError
     │   └── LLMModelNotFoundError
     ├── QueryError             invalid question / request
+    ├── ModelError             a model could not be fetched or failed verification
+    │   └── ModelNotFetchedError  (also a ConfigError) not in the models folder yet
     └── MissingDependencyError an optional extra is not installed
 """
 
@@ -89,6 +91,14 @@ class LLMModelNotFoundError(LLMError):
 
 class QueryError(RagserveError):
     """A question or query request is invalid (empty, too long, bad filter)."""
+
+
+class ModelError(RagserveError):
+    """A model could not be fetched from its package, or its files fail their sha256."""
+
+
+class ModelNotFetchedError(ModelError, ConfigError):
+    """A registered model is not in the models folder; ``ragserve models fetch`` gets it."""
 
 
 class MissingDependencyError(RagserveError, ImportError):
