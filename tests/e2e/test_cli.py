@@ -255,3 +255,47 @@ def test_ingest_quality_gate_passes_at_a_reachable_score(
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1])["eval"]["gate_failed"] is False
+
+
+ANSWER_QUESTIONS = QUESTIONS.with_name("serve-sample-answers.jsonl")  # 4 dev questions on serve/
+
+
+def test_eval_answers_grades_each_generator_and_reports_one_that_cannot_start(
+    index_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "answers"
+    result = ragserve(
+        "eval",
+        "--questions",
+        str(ANSWER_QUESTIONS),
+        "--data-dir",
+        str(index_dir),
+        "--answers",
+        "--generators",
+        "extractive,openai",
+        "--llm-url",
+        "http://127.0.0.1:9/v1",  # nothing listens on the discard port
+        "--out",
+        str(out),
+        "--json",
+        cwd=index_dir,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "generator openai did not start" in result.stderr
+    assert "RAGSERVE_LLM__BASE_URL" in result.stderr
+    answers = json.loads(result.stdout)["answers"]
+    assert list(answers["by_generator"]) == ["extractive"]
+    extractive = answers["by_generator"]["extractive"]
+    assert extractive["n_answered"] == extractive["n_with_reference"] == 4
+    assert extractive["valid_citation_rate"] == 1.0  # every extract is quoted as [n]
+    assert extractive["refusal_rate"] == 0.0
+    assert 0.0 < extractive["token_f1"] < 1.0
+    assert 0.3 < extractive["embedding_similarity"] < 1.0  # on topic, not the reference itself
+    assert 0.0 < extractive["citation_precision"] <= 1.0
+    assert extractive["latency"]["total"]["p50"] >= extractive["latency"]["generate"]["p50"]
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert all(record["answers"]["extractive"]["cited"] for record in records)
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "Answers by generator" in html
+    assert "did not start" in html
