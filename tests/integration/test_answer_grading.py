@@ -108,7 +108,8 @@ def test_generators_answer_from_one_retrieval_and_are_graded_by_hand(
     # q2: no shared token. q3 has no reference answer.
     assert scripted["token_f1"] == pytest.approx((1 / 3 + 0) / 2)
     assert scripted["n_with_reference"] == 2
-    assert scripted["citation_precision"] == 1.0  # q1 cites [1] (the reference page); [9] is no source
+    # q1 cites [1] (the reference page) and [9], which is no source.
+    assert scripted["citation_precision"] == 1.0
     assert scripted["n_citations"] == 1
     assert scripted["valid_citation_rate"] == pytest.approx(2 / 3)
     assert scripted["refusal_rate"] == pytest.approx(1 / 3)
@@ -175,7 +176,7 @@ def test_an_unreachable_endpoint_is_reported_and_the_others_still_run(
 def test_unknown_generator_or_judge_is_a_usage_error(
     index_settings: Settings, questions_file: Path
 ) -> None:
-    with pytest.raises(ConfigError, match="unknown generator .gpt5.; choose from"):
+    with pytest.raises(ConfigError, match=r"unknown generator 'gpt5'; choose from"):
         run_eval(index_settings, questions_file, answers=True, generators=["gpt5"])
     with pytest.raises(ConfigError, match="unknown judge 'extractive'"):
         run_eval(index_settings, questions_file, answers=True, judge="extractive")
