@@ -227,20 +227,55 @@ def _is_tracking(name: str) -> bool:
 # --- the private-address (SSRF) guard ------------------------------------------------
 
 
+#: Ranges that ``ipaddress``'s ``is_global`` lets through on some Python versions, or
+#: that only carry other addresses: documentation, benchmarking, 6to4 relays, IETF
+#: assignments, IPv4-compatible and -translated IPv6, local-use NAT64, Teredo,
+#: site-local, SRv6 SIDs. Judged not public whatever they embed.
+_NEVER_PUBLIC = tuple(
+    ipaddress.ip_network(network)
+    for network in [
+        *["0.0.0.0/8", "100.64.0.0/10", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24"],
+        *["198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "240.0.0.0/4"],
+        *["::/96", "::ffff:0:0:0/96", "64:ff9b:1::/48", "100::/64", "2001::/32"],
+        *["2001:db8::/32", "3fff::/20", "5f00::/16", "fec0::/10"],
+    ]
+)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
 def is_public_address(address: str) -> bool:
     """True for globally routable unicast addresses.
 
     Refuses loopback, private (RFC 1918, ULA), link-local (cloud metadata at
-    169.254.169.254 lives there), CGNAT, multicast, reserved and unspecified
-    addresses, and IPv4 mapped into IPv6 is judged as the IPv4 it carries.
+    169.254.169.254 lives there), CGNAT, multicast, reserved, documentation
+    and unspecified addresses. An IPv6 address that carries an IPv4 one
+    (IPv4-mapped ``::ffff:a.b.c.d``, NAT64 ``64:ff9b::a.b.c.d``, 6to4
+    ``2002:aabb:ccdd::``) is judged as the IPv4 it reaches; the deprecated
+    or local forms that embed one (IPv4-compatible ``::a.b.c.d``, translated
+    ``::ffff:0:a.b.c.d``, local-use NAT64, Teredo) are never public.
     """
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None:
+            ip = embedded
+    if any(ip.version == network.version and ip in network for network in _NEVER_PUBLIC):
+        return False
     return ip.is_global and not ip.is_multicast
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a packet to ``ip`` is delivered to, for the forms that route one."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
 
 
 def resolve_host(host: str, port: int) -> list[str]:
