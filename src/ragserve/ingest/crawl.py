@@ -39,6 +39,7 @@ import queue
 import socket
 import threading
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -50,12 +51,14 @@ from selectolax.lexbor import LexborHTMLParser
 from ragserve.config import IngestSettings
 from ragserve.documents import Document
 from ragserve.errors import ContentError, FetchError, ScopeError, SourceError
+from ragserve.ingest.html_depth import flatten_deep_nesting
 from ragserve.ingest.robots import RobotRules, parse_sitemap
 from ragserve.ingest.sources import (
     NotModified,
     PageProblem,
     SourceItem,
     Validators,
+    binary_reason,
     decode_bytes,
 )
 from ragserve.ingest.urls import (
@@ -76,7 +79,11 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 MAX_REDIRECTS = 10
+#: RFC 9309 asks crawlers to follow at least five redirects for robots.txt.
+MAX_ROBOTS_REDIRECTS = 5
 MAX_SITEMAPS = 20
+#: Encodings the crawler decodes itself (see ``_Inflater``), so it can bound what they expand to.
+ACCEPT_ENCODING = "gzip, deflate"
 BACKOFF_BASE_S = 0.25
 BACKOFF_CAP_S = 8.0
 RETRY_AFTER_CAP_S = 30.0
@@ -173,7 +180,8 @@ class _Response:
     reason: str
     headers: httpx.Headers
     body: bytes = b""
-    too_large: bool = False
+    #: Why the body was not read (too large, unknown encoding); None when it was.
+    problem: str | None = None
 
     @property
     def content_type(self) -> str:
@@ -249,7 +257,7 @@ def _client(settings: IngestSettings) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         transport=transport,
         timeout=httpx.Timeout(settings.timeout_s),
-        headers={"User-Agent": settings.user_agent},
+        headers={"User-Agent": settings.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
         follow_redirects=False,
     )
 
@@ -275,16 +283,68 @@ def _too_large(limit: int) -> str:
     return f"page is larger than {limit} bytes; raise --max-page-bytes to ingest it"
 
 
-async def _read_limited(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+class _Inflater:
+    """Decodes a ``Content-Encoding`` chain without ever producing more than a limit.
+
+    httpx's own decoders expand a whole network read at once: a 64 KiB read of a
+    deflate bomb is ~64 MiB in memory before any size check. Here each step asks
+    zlib for at most the room left, so memory stays near ``max_page_bytes``.
+    """
+
+    def __init__(self, content_encoding: str) -> None:
+        names = [name.strip().lower() for name in content_encoding.split(",")]
+        names = [name for name in names if name and name != "identity"]
+        self.unsupported = [name for name in names if name not in _ZLIB_ENCODINGS]
+        self._steps = [_ZlibStep(name) for name in names if name in _ZLIB_ENCODINGS]
+
+    def feed(self, data: bytes, room: int) -> bytes | None:
+        """The decoded bytes of ``data``; None once they exceed ``room``."""
+        for step in reversed(self._steps):  # the last encoding applied is undone first
+            data = step.decompress(data, room + 1)
+            if len(data) > room:
+                return None
+        return data if len(data) <= room else None
+
+
+_ZLIB_ENCODINGS = ("gzip", "x-gzip", "deflate")
+
+
+class _ZlibStep:
+    """One gzip or deflate layer; "deflate" may be zlib-wrapped or raw (servers send both)."""
+
+    def __init__(self, name: str) -> None:
+        self._gzip = name != "deflate"
+        self._inflate: Any = zlib.decompressobj(zlib.MAX_WBITS | 16) if self._gzip else None
+
+    def decompress(self, data: bytes, max_length: int) -> bytes:
+        if self._inflate is None:
+            if not data:
+                return b""
+            zlib_header = (
+                len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+            )
+            self._inflate = zlib.decompressobj(zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS)
+        return bytes(self._inflate.decompress(data, max_length))
+
+
+async def _read_limited(response: httpx.Response, limit: int) -> tuple[bytes, str | None]:
+    """The decoded body, or why it was not read: too large (checked as it arrives), encoding."""
     declared = response.headers.get("content-length", "")
+    inflater = _Inflater(response.headers.get("content-encoding", ""))
+    if inflater.unsupported:
+        return b"", f"unsupported Content-Encoding {', '.join(inflater.unsupported)}; skipped"
     if declared.isdigit() and int(declared) > limit:
-        return b"", True
+        return b"", _too_large(limit)
     body = bytearray()
-    async for piece in response.aiter_bytes():
-        body += piece
-        if len(body) > limit:
-            return b"", True
-    return bytes(body), False
+    async for piece in response.aiter_raw():
+        try:
+            decoded = inflater.feed(piece, limit - len(body))
+        except zlib.error as exc:
+            return b"", f"its compressed body is corrupt ({exc}); skipped"
+        if decoded is None:
+            return b"", _too_large(limit)
+        body += decoded
+    return bytes(body), None
 
 
 # --- the crawler ------------------------------------------------------------------------
@@ -308,6 +368,13 @@ class _Crawler:
         self.delay_s = settings.per_host_delay_s
         self._next_turn = 0.0
         self._limit_logged = False
+        self._depth_reported = False
+        self.depth_cut = ""  # the first in-scope link left beyond max_depth
+        self.sitemap_only: set[str] = set()  # queued from a sitemap, not (yet) linked
+        self.visited: set[str] = set()
+        self._order = 0
+        #: page key -> the key it redirects to, as met; finds loops between crawled pages.
+        self.redirects: dict[str, str] = {}
 
     def _validators_by_key(self, known: Mapping[str, Validators]) -> dict[str, Validators]:
         by_key: dict[str, Validators] = {}
@@ -322,7 +389,9 @@ class _Crawler:
 
     async def run(self, emit: Emit, stop: threading.Event) -> None:
         self.emit = emit
-        self.frontier: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
+        # (priority, order, url, depth): links and known pages (0) before sitemap-only
+        # entries (1), so a huge sitemap cannot spend max_pages before the site's own links.
+        self.frontier: asyncio.PriorityQueue[tuple[int, int, str, int]] = asyncio.PriorityQueue()
         self._turn_lock = asyncio.Lock()
         started = time.monotonic()
         async with _client(self.settings) as client, asyncio.TaskGroup() as group:
@@ -343,11 +412,11 @@ class _Crawler:
         start_links = await self._crawl_start()
         for key in self.validators:
             self._enqueue(key, min(1, self.settings.max_depth), known=True)
-        if self.settings.use_sitemap and self.settings.max_depth >= 1:
-            for url in await self._sitemap_pages():
-                self._enqueue(url, 1)
         for url in start_links:
             self._enqueue(url, 1)
+        if self.settings.use_sitemap and self.settings.max_depth >= 1:
+            for url in await self._sitemap_pages():
+                self._enqueue(url, 1, from_sitemap=True)
         async with asyncio.TaskGroup() as group:
             workers = [group.create_task(self._work()) for _ in range(self.settings.concurrency)]
             await self.frontier.join()
@@ -357,6 +426,7 @@ class _Crawler:
     async def _crawl_start(self) -> list[str]:
         url = self.start_url
         self.seen.add(page_key(url))
+        self.visited.add(page_key(url))
         if not self.rules.allows(url):
             raise ScopeError(
                 f"robots.txt of {self.scope.origin} disallows {url} for user agent "
@@ -375,20 +445,32 @@ class _Crawler:
             await self.emit(visit.item)
         return visit.links
 
-    def _enqueue(self, url: str, depth: int, *, known: bool = False) -> None:
+    def _enqueue(
+        self, url: str, depth: int, *, known: bool = False, from_sitemap: bool = False
+    ) -> None:
         key = page_key(url)
-        if key in self.seen or not self.scope.contains(url):
+        if key in self.sitemap_only and not from_sitemap:
+            self.sitemap_only.discard(key)  # linked after all: move it up the queue
+        elif key in self.seen or not self.scope.contains(url):
             return
-        if not known and (depth > self.settings.max_depth or not looks_like_page(url)):
+        if not known and not looks_like_page(url):
+            return
+        if not known and depth > self.settings.max_depth:
+            self.depth_cut = self.depth_cut or url
             return
         self.seen.add(key)
-        self.frontier.put_nowait((url, depth))
+        if from_sitemap:
+            self.sitemap_only.add(key)
+        self._order += 1
+        self.frontier.put_nowait((1 if from_sitemap else 0, self._order, url, depth))
 
     async def _work(self) -> None:
         while True:
-            url, depth = await self.frontier.get()
+            _, _, url, depth = await self.frontier.get()
             try:
-                await self._process(url, depth)
+                if page_key(url) not in self.visited:
+                    self.visited.add(page_key(url))
+                    await self._process(url, depth)
             finally:
                 self.frontier.task_done()
 
@@ -413,6 +495,13 @@ class _Crawler:
             await self.emit(visit.item)
         for link in visit.links:
             self._enqueue(link, depth + 1)
+        if self.depth_cut and not self._depth_reported:
+            self._depth_reported = True
+            reason = (
+                f"not crawled: more than max_depth={self.settings.max_depth} links from the "
+                "start page (the first such page; raise --max-depth to go deeper)"
+            )
+            await self.emit(PageProblem(self.public(self.depth_cut), reason, limit=True))
 
     def _log_limit(self) -> None:
         if not self._limit_logged:
@@ -437,18 +526,23 @@ class _Crawler:
         if fetched.content_type and fetched.content_type not in HTML_TYPES:
             reason = f"not an HTML page (Content-Type {fetched.content_type}); skipped"
             return _Visit(PageProblem(public, reason), error=ContentError)
-        if fetched.too_large:
-            problem = PageProblem(public, _too_large(self.settings.max_page_bytes))
-            return _Visit(problem, error=ContentError)
+        if fetched.problem is not None:
+            return _Visit(PageProblem(public, fetched.problem), error=ContentError)
         return self._page(fetched, public)
 
     def _page(self, fetched: _Response, public: str) -> _Visit:
         text = decode_bytes(fetched.body, fetched.charset, sniff_html=True)
+        binary = binary_reason(fetched.body, text)
+        if binary is not None:
+            served_as = fetched.content_type or "no Content-Type"
+            reason = f"not an HTML page: served as {served_as} but binary ({binary}); skipped"
+            return _Visit(PageProblem(public, reason), error=ContentError)
         links, robots_meta = _links_and_robots_meta(text, fetched.url)
-        if self.settings.respect_robots and "nofollow" in robots_meta:
+        robots_meta |= _robots_header_words(fetched.headers, self.settings.user_agent)
+        if self.settings.respect_robots and robots_meta & {"nofollow", "none"}:
             links = []
-        if self.settings.respect_robots and "noindex" in robots_meta:
-            reason = "the page asks not to be indexed (meta robots noindex)"
+        if self.settings.respect_robots and robots_meta & {"noindex", "none"}:
+            reason = "the page asks not to be indexed (robots noindex)"
             return _Visit(PageProblem(public, reason), links)
         document = Document(
             url=public,
@@ -462,6 +556,7 @@ class _Crawler:
 
     async def _fetch_following_redirects(self, url: str) -> _Response | _Visit:
         current = url
+        chain = [page_key(url)]
         for _ in range(MAX_REDIRECTS + 1):
             key = page_key(current)
             response = await self._request(current, self._conditional_headers(key))
@@ -478,13 +573,31 @@ class _Crawler:
                 reason = f"redirects to {target}, which robots.txt disallows"
                 return _Visit(PageProblem(self.public(url), reason), error=ScopeError)
             target_key = page_key(target)
+            if target_key in chain[:-1] or (target_key == key and target == current):
+                reason = f"redirect loop ({' -> '.join([*chain, target_key])})"
+                return _Visit(PageProblem(self.public(url), reason), error=FetchError)
+            chain.append(target_key)
             if target_key != key:
+                self.redirects[key] = target_key
                 if target_key in self.seen:
+                    looped = self._redirects_back(target_key, chain)
+                    if looped is not None:
+                        reason = f"redirect loop ({' -> '.join([*chain, *looped])})"
+                        return _Visit(PageProblem(self.public(url), reason), error=FetchError)
                     return _Visit(None)  # that page is crawled under its own URL
                 self.seen.add(target_key)
             current = target
         reason = f"more than {MAX_REDIRECTS} redirects"
         return _Visit(PageProblem(self.public(url), reason), error=FetchError)
+
+    def _redirects_back(self, key: str, chain: list[str]) -> list[str] | None:
+        """The redirects already seen from ``key`` if they lead back into ``chain``."""
+        path: list[str] = []
+        while (key := self.redirects.get(key, "")) and len(path) <= MAX_REDIRECTS:
+            path.append(key)
+            if key in chain:
+                return path
+        return None
 
     def _conditional_headers(self, key: str) -> dict[str, str]:
         validators = self.validators.get(key)
@@ -527,7 +640,7 @@ class _Crawler:
             wanted = any_body or not fetched.content_type or fetched.content_type in HTML_TYPES
             if fetched.status == 200 and wanted:
                 limit = self.settings.max_page_bytes
-                fetched.body, fetched.too_large = await _read_limited(response, limit)
+                fetched.body, fetched.problem = await _read_limited(response, limit)
             return fetched
 
     async def _wait_turn(self) -> None:
@@ -546,6 +659,13 @@ class _Crawler:
     async def _load_robots(self) -> None:
         robots_url = self.scope.origin + "/robots.txt"
         response = await self._request(robots_url, {}, any_body=True)
+        for _ in range(MAX_ROBOTS_REDIRECTS):  # RFC 9309 2.3.1.2: follow redirects
+            location = "" if isinstance(response, str) else response.headers.get("location", "")
+            target = normalize_url(location, robots_url) if location else None
+            if isinstance(response, str) or response.status not in REDIRECT_STATUSES or not target:
+                break
+            robots_url = target
+            response = await self._request(robots_url, {}, any_body=True)
         if isinstance(response, str):
             raise FetchError(
                 f"cannot reach {self.scope.origin} (robots.txt: {response}); check that the "
@@ -557,8 +677,9 @@ class _Crawler:
                 "crawlers must stay away (RFC 9309). Retry later, or set "
                 "ingest.respect_robots=false if you own the site"
             )
-        if response.status != 200:
-            return  # no robots.txt (4xx): everything is allowed
+        if response.status != 200 or response.problem is not None:
+            # No robots.txt (4xx), too many redirects, or too large: everything is allowed.
+            return
         self.rules = RobotRules.parse(decode_bytes(response.body), self.settings.user_agent)
         if self.rules.crawl_delay_s:
             wanted = min(self.rules.crawl_delay_s, CRAWL_DELAY_CAP_S)
@@ -574,28 +695,61 @@ class _Crawler:
         ]
         pending = [url for url in map(normalize_url, candidates) if url]
         visited: set[str] = set()
-        pages: list[str] = []
-        while pending and len(visited) < MAX_SITEMAPS:
+        in_scope: list[str] = []
+        budget = self.settings.max_pages  # more seeds than pages to fetch would be wasted
+        while pending and len(in_scope) < budget:
             sitemap_url = pending.pop(0)
             # Only the start host: a sitemap elsewhere is another origin to trust.
             if sitemap_url in visited or not sitemap_url.startswith(self.scope.origin + "/"):
                 continue
+            if len(visited) >= MAX_SITEMAPS:
+                await self._sitemap_problem(sitemap_url, f"more than {MAX_SITEMAPS} sitemaps")
+                break
             visited.add(sitemap_url)
             response = await self._request(sitemap_url, {}, any_body=True)
-            if isinstance(response, str) or response.status != 200 or response.too_large:
+            if isinstance(response, str) or response.status != 200:
+                continue  # a missing sitemap is the common case, not a problem
+            if response.problem is not None:
+                await self._sitemap_problem(sitemap_url, response.problem)
                 continue
-            sitemap = parse_sitemap(response.body)
-            pages += [url for url in map(normalize_url, sitemap.pages) if url]
+            sitemap = parse_sitemap(response.body, max_entries=budget - len(in_scope))
+            urls = (normalize_url(url) for url in sitemap.pages)
+            in_scope += [url for url in urls if url and self.scope.contains(url)]
             pending += [url for url in map(normalize_url, sitemap.sitemaps) if url]
-        in_scope = [url for url in pages if self.scope.contains(url)]
+            if sitemap.truncated:
+                await self._sitemap_problem(sitemap_url, f"more entries than max_pages={budget}")
         if in_scope:
             logger.info("sitemaps list %d pages in scope", len(in_scope))
-        return in_scope
+        return in_scope[:budget]
+
+    async def _sitemap_problem(self, sitemap_url: str, what: str) -> None:
+        reason = f"sitemap only partly used: {what}; the crawl follows links beyond it"
+        await self.emit(PageProblem(sitemap_url, reason, limit=True))
+
+
+_ROBOTS_DIRECTIVES = frozenset({"all", "noindex", "nofollow", "none", "noarchive", "nosnippet"})
+
+
+def _robots_header_words(headers: httpx.Headers, user_agent: str) -> set[str]:
+    """``X-Robots-Tag`` directives meant for every crawler or for ours.
+
+    ``X-Robots-Tag: otherbot: noindex`` addresses another crawler and is ignored.
+    """
+    product = user_agent.split("/", 1)[0].strip().lower()
+    words: set[str] = set()
+    for value in headers.get_list("x-robots-tag"):
+        target, colon, rest = value.partition(":")
+        if colon and target.strip().lower() not in _ROBOTS_DIRECTIVES | {"unavailable_after"}:
+            if target.strip().lower() not in (product, "*"):
+                continue
+            value = rest
+        words.update(word.strip().lower() for word in value.split(","))
+    return words
 
 
 def _links_and_robots_meta(html: str, page_url: str) -> tuple[list[str], set[str]]:
     """Absolute, normalised ``<a href>`` targets of a page and its meta robots words."""
-    tree = LexborHTMLParser(html)
+    tree = LexborHTMLParser(flatten_deep_nesting(html))
     base = page_url
     base_node = tree.css_first("base[href]")
     if base_node is not None:

@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from ragserve.documents import Document, Section
+from ragserve.ingest.html_depth import flatten_deep_nesting
 from ragserve.ingest.html_parts import (
     BLOCK_TAGS,
     HEADING_LEVELS,
@@ -137,8 +138,9 @@ def extract_title(document: Document) -> str:
 
 def _parse(html: str) -> LexborHTMLParser:
     # lexbor recovers from any markup; selectolax drops lone surrogates
-    # (bytes decoded with surrogateescape) on the way in.
-    return LexborHTMLParser(html)
+    # (bytes decoded with surrogateescape) on the way in. Pathological nesting
+    # is flattened first: it is quadratic to parse and too deep to walk.
+    return LexborHTMLParser(flatten_deep_nesting(html))
 
 
 def _main_root(tree: LexborHTMLParser) -> LexborNode | None:

@@ -139,7 +139,8 @@ def _plan(
     plan = SyncPlan(stored=stored, prefix=source_prefix(source, settings.ingest))
     for item in iter_source(source, settings.ingest, validators):
         if isinstance(item, PageProblem):
-            if not is_gone(item):  # a 404/410 page is deletable; other failures keep data
+            # 404/410 pages are deletable, crawl limits hide nothing; other failures keep data.
+            if not is_gone(item) and not item.limit:
                 plan.problem(item.url)
             summary.pages_failed.append({"url": item.url, "reason": item.reason})
         elif isinstance(item, NotModified):

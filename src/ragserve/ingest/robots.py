@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import cast
 from urllib.robotparser import RobotFileParser
 from xml.etree import ElementTree
 
@@ -51,39 +53,76 @@ class RobotRules:
 
 @dataclass(frozen=True, slots=True)
 class Sitemap:
-    """The ``<loc>`` entries of one sitemap file."""
+    """The ``<loc>`` entries of one sitemap file; ``truncated`` if it listed more."""
 
     pages: list[str]
     sitemaps: list[str]
+    truncated: bool = False
 
 
-def parse_sitemap(raw: bytes) -> Sitemap:
+#: How much XML (or gzip) is handed to the parser at a time.
+_PARSE_STEP = 64 * 1024
+
+
+def parse_sitemap(raw: bytes, max_entries: int | None = None) -> Sitemap:
     """Pages and child sitemaps listed in ``raw``; empty if it is not a sitemap.
 
-    A broken sitemap only costs its seeds, so parse errors are logged, not raised.
+    Parsed as a stream and stopped after ``max_entries`` locations, so a
+    million-entry file costs no more memory than the entries kept. A broken
+    sitemap only costs its seeds, so parse errors are logged, not raised.
     """
+    parser: ElementTree.XMLPullParser[ElementTree.Element] = ElementTree.XMLPullParser(
+        events=("start", "end")
+    )
+    locs: list[str] = []
+    root_tag = ""
     try:
-        data = _gunzip(raw) if raw[:2] == b"\x1f\x8b" else raw
-        root = ElementTree.fromstring(data)
+        for piece in _xml_pieces(raw):
+            parser.feed(piece)
+            for queued in parser.read_events():
+                # "start"/"end" events are (event, element) pairs.
+                event, element = cast(tuple[str, ElementTree.Element], queued)
+                name = _local_name(element.tag)
+                if event == "start":
+                    root_tag = root_tag or name
+                    continue
+                text = (element.text or "").strip()
+                if name == "loc" and text:
+                    locs.append(text)
+                    if max_entries is not None and len(locs) > max_entries:
+                        return _sitemap(root_tag, locs[:max_entries], truncated=True)
+                if name in ("url", "sitemap"):
+                    element.clear()
+        parser.close()
     except (ElementTree.ParseError, zlib.error, ValueError) as exc:
         logger.info("ignoring a sitemap that is not valid XML: %s", exc)
         return Sitemap(pages=[], sitemaps=[])
-    locs = [
-        (element.text or "").strip()
-        for element in root.iter()
-        if _local_name(element.tag) == "loc" and (element.text or "").strip()
-    ]
-    if _local_name(root.tag) == "sitemapindex":
-        return Sitemap(pages=[], sitemaps=locs)
-    return Sitemap(pages=locs, sitemaps=[])
+    return _sitemap(root_tag, locs, truncated=False)
 
 
-def _gunzip(raw: bytes) -> bytes:
+def _sitemap(root_tag: str, locs: list[str], *, truncated: bool) -> Sitemap:
+    if root_tag == "sitemapindex":
+        return Sitemap(pages=[], sitemaps=locs, truncated=truncated)
+    return Sitemap(pages=locs, sitemaps=[], truncated=truncated)
+
+
+def _xml_pieces(raw: bytes) -> Iterator[bytes]:
+    """``raw`` in parser-sized pieces, gunzipped on the fly (never past MAX_SITEMAP_BYTES)."""
+    if raw[:2] != b"\x1f\x8b":
+        for offset in range(0, len(raw), _PARSE_STEP):
+            yield raw[offset : offset + _PARSE_STEP]
+        return
     inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
-    data = inflater.decompress(raw, MAX_SITEMAP_BYTES)
-    if inflater.unconsumed_tail:
-        raise ValueError(f"gzipped sitemap expands beyond {MAX_SITEMAP_BYTES} bytes")
-    return data
+    produced = 0
+    pending = raw
+    while pending:
+        piece = inflater.decompress(pending, _PARSE_STEP)
+        pending = inflater.unconsumed_tail
+        produced += len(piece)
+        if produced > MAX_SITEMAP_BYTES:
+            raise ValueError(f"gzipped sitemap expands beyond {MAX_SITEMAP_BYTES} bytes")
+        yield piece
+    yield inflater.flush()
 
 
 def _local_name(tag: str) -> str:

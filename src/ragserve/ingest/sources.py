@@ -51,10 +51,16 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class PageProblem:
-    """A page that could not be ingested, with a reason a human understands."""
+    """A page that could not be ingested, with a reason a human understands.
+
+    ``limit`` marks a crawl bound reached (max_depth, a sitemap cap) rather than a
+    failure: it is reported, but hides no indexed page, so vanished pages may
+    still be deleted.
+    """
 
     url: str
     reason: str
+    limit: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,9 +189,10 @@ def _read_file(
         raw = path.read_bytes()
     except OSError as exc:
         return PageProblem(url, f"could not be read: {exc.strerror or exc}")
-    if b"\x00" in raw[:8192]:
-        return PageProblem(url, "binary file (it contains NUL bytes); skipped")
     content = decode_bytes(raw, sniff_html=kind == "html")
+    binary = binary_reason(raw, content)
+    if binary is not None:
+        return PageProblem(url, f"binary file ({binary}); skipped")
     return Document(
         url=url,
         content=content,
@@ -210,6 +217,10 @@ def _too_large(limit: int) -> str:
 
 
 # --- text decoding, shared with the crawler -----------------------------------------
+
+
+_BINARY_SAMPLE = 8192
+_BINARY_ODD_SHARE = 0.1
 
 
 def decode_bytes(raw: bytes, declared: str | None = None, *, sniff_html: bool = False) -> str:
@@ -240,6 +251,23 @@ def decode_bytes(raw: bytes, declared: str | None = None, *, sniff_html: bool = 
         except UnicodeDecodeError:
             continue
     return raw.decode("latin-1")
+
+
+def binary_reason(raw: bytes, text: str) -> str | None:
+    """Why ``raw`` (decoded as ``text``) is not text, or None if it is.
+
+    Servers label images, archives and compressed streams ``text/html``; indexed,
+    they become hundreds of garbage chunks. NUL bytes (outside UTF-16) or a
+    sample dense with control characters and U+FFFD give them away.
+    """
+    utf16 = raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    if not utf16 and b"\x00" in raw[:_BINARY_SAMPLE]:
+        return "it contains NUL bytes"
+    sample = text[:_BINARY_SAMPLE]
+    odd = sum(1 for char in sample if char == "\ufffd" or (char < " " and char not in "\t\n\r\f"))
+    if sample and odd > len(sample) * _BINARY_ODD_SHARE:
+        return f"{odd} of its first {len(sample)} characters are control or undecodable bytes"
+    return None
 
 
 def _known_codec(name: str | None) -> str | None:
