@@ -22,10 +22,12 @@ from ragserve.documents import Answer, ScoredChunk, Source
 from ragserve.embed import Embedder, build_embedder
 from ragserve.errors import IndexNotFoundError, LLMError, QueryError, SchemaMismatchError
 from ragserve.generate import LLM, NO_ANSWER, ExtractiveLLM, build_llm, build_prompt
-from ragserve.rerank import CrossEncoderReranker
+from ragserve.generate.citations import attach_citations
+from ragserve.rerank import Reranker, build_reranker
 from ragserve.retrieve import Retrieval, Retriever
 from ragserve.store import SearchFilter, VectorStore, open_store
 from ragserve.store.base import SearchMode
+from ragserve.store.live import LiveIndex
 
 logger = logging.getLogger(__name__)
 
@@ -53,17 +55,26 @@ class QueryAgent:
         store: VectorStore | None = None,
         embedder: Embedder | None = None,
         llm: LLM | None = None,
+        follow_live: bool = False,
     ) -> None:
+        """``follow_live`` (servers): move to a newly published index version without
+        a restart (see ``ragserve.store.live``); ignored when ``store`` is given."""
         self.settings = settings
         self._store = store
         self._embedder = embedder
         self._llm = llm
         self._retriever: Retriever | None = None
         self._lock = threading.Lock()
+        self._follow = follow_live and store is None
+        self._live: LiveIndex[Retriever] | None = None
+        self._reranker: Reranker | None = None
 
     # -- lazy components ---------------------------------------------------
     @property
     def store(self) -> VectorStore:
+        """The index (while following: the live version's handle, which changes)."""
+        if self._follow:
+            return self._live_index().current()[0]
         with self._lock:
             if self._store is None:
                 self._store = open_store(self.settings.store)
@@ -73,29 +84,55 @@ class QueryAgent:
     def llm(self) -> LLM:
         with self._lock:
             if self._llm is None:
-                self._llm = build_llm(self.settings.llm)
+                self._llm = build_llm(self.settings.llm, self.settings.models_dir)
             return self._llm
 
     @property
     def retriever(self) -> Retriever:
+        if self._follow:
+            return self._live_index().current()[1]
         store = self.store
         with self._lock:
             if self._retriever is None:
-                self._check_index(store)
-                # One thread per query: a short text gains nothing from more, and
-                # concurrent requests then use the cores side by side.
-                embedder = self._embedder or build_embedder(
-                    self.settings.embed, threads=self.settings.embed.threads or 1
-                )
-                reranker = (
-                    CrossEncoderReranker(self.settings.retrieve.reranker)
-                    if self.settings.retrieve.reranker
-                    else None
-                )
-                self._retriever = Retriever(
-                    store, embedder, self.settings.retrieve, reranker=reranker
-                )
+                self._retriever = self._build_retriever(store)
             return self._retriever
+
+    def _build_retriever(self, store: VectorStore) -> Retriever:
+        """A retriever over ``store``; the embedder and reranker load once per agent."""
+        self._check_index(store)
+        if self._embedder is None:
+            # One thread per query: a short text gains nothing from more, and
+            # concurrent requests then use the cores side by side.
+            self._embedder = build_embedder(
+                self.settings.embed,
+                models_dir=self.settings.models_dir,
+                threads=self.settings.embed.threads or 1,
+            )
+        if self._reranker is None and self.settings.retrieve.reranker:
+            self._reranker = build_reranker(
+                self.settings.retrieve.reranker, models_dir=self.settings.models_dir
+            )
+        return Retriever(store, self._embedder, self.settings.retrieve, reranker=self._reranker)
+
+    def _live_index(self) -> LiveIndex[Retriever]:
+        with self._lock:
+            if self._live is None:
+                if self._store is None:
+                    self._store = open_store(self.settings.store)
+                self._live = LiveIndex(
+                    self._store,
+                    self._build_retriever,
+                    poll_s=self.settings.store.version_poll_s,
+                )
+            return self._live
+
+    def index_version(self) -> str | None:
+        """The index version new requests are answered from."""
+        if self._follow:
+            live = self._live_index()
+            live.refresh()
+            return live.version
+        return self.store.version
 
     def _check_index(self, store: VectorStore) -> None:
         schema = store.stored_schema() if store.exists() else None
@@ -120,6 +157,8 @@ class QueryAgent:
         self.retriever.embedder.embed_query("warm up")
 
     def close(self) -> None:
+        if self._live is not None:
+            self._live.close()
         if self._store is not None:
             self._store.close()
 
@@ -221,6 +260,9 @@ class QueryAgent:
         if not chunks:
             warnings.append("no matching passages were found in the index")
         text = "".join(parts).strip()
+        if not degraded and not isinstance(llm, ExtractiveLLM):
+            # A small model forgets [n]; cite each sentence from the source it is drawn from.
+            text = attach_citations(text, [scored.chunk.text for scored in chunks[: len(sources)]])
         yield AnswerEvent(kind="sources", sources=tuple(sources))
         usage = _usage(llm, prompt.user, text)
         grounded, grounding_warnings = check_citations(text, len(sources))
@@ -238,6 +280,17 @@ class QueryAgent:
         )
         yield AnswerEvent(kind="done", answer=answer)
 
+    def retrieve(
+        self,
+        question: str,
+        *,
+        k: int | None = None,
+        filters: SearchFilter | None = None,
+        mode: SearchMode | None = None,
+    ) -> Retrieval:
+        """Retrieval only, as ``search`` does it, returning the scored chunks."""
+        return self._retrieve(question, k, filters, mode)
+
     def _retrieve(
         self,
         question: str,
@@ -248,7 +301,10 @@ class QueryAgent:
         limit = 10_000
         if len(question) > limit:
             raise QueryError(f"the question is {len(question)} characters; the limit is {limit}")
-        return self.retriever.retrieve(question, k=k, search_filter=filters, mode=mode)
+        if not self._follow:
+            return self.retriever.retrieve(question, k=k, search_filter=filters, mode=mode)
+        with self._live_index().lease() as (_, retriever):
+            return retriever.retrieve(question, k=k, search_filter=filters, mode=mode)
 
 
 _CITATION = re.compile(r"\[(\d{1,3})\]")
@@ -321,6 +377,7 @@ def source_to_dict(source: Source) -> dict[str, Any]:
         "title": source.title,
         "score": source.score,
         "snippet": source.snippet,
+        "heading_path": list(source.heading_path),
     }
 
 

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from ragserve.commands import feedback as feedback_commands
+from ragserve.commands import index as index_commands
 from ragserve.commands import models as models_commands
+from ragserve.commands import refresh as refresh_commands
 from ragserve.commands.options import (
     EXIT_DEGRADED,
     EXIT_GATE,
@@ -37,7 +41,7 @@ from ragserve.commands.options import (
     setup_logging,
     store_overrides,
 )
-from ragserve.config import Settings
+from ragserve.commands.refresh import MaxDropOpt, explain_gate, gate_for, with_gate_compat
 from ragserve.errors import ConfigError, LLMError, QueryError, RagserveError
 
 app = typer.Typer(
@@ -95,8 +99,11 @@ def ingest(
     ] = None,
     min_score: Annotated[
         float | None,
-        typer.Option("--min-score", help="Fail (exit 4) if the eval score is below this."),
+        typer.Option(
+            "--min-score", help="Gate: don't switch to the new version (exit 4) below this score."
+        ),
     ] = None,
+    max_drop: MaxDropOpt = None,
     source_prefix: Annotated[
         list[str] | None,
         typer.Option("--source-prefix", help="With --eval: rewrite OLD=NEW in reference URLs."),
@@ -104,7 +111,7 @@ def ingest(
     as_json: JsonOpt = False,
     verbose: VerboseOpt = 0,
 ) -> None:
-    """Crawl or read SOURCE and bring the index up to date (incrementally)."""
+    """Crawl or read SOURCE into a new index version; switch to it when complete (and gated)."""
     setup_logging(verbose)
     from ragserve.ingest.pipeline import run_ingest
 
@@ -125,39 +132,19 @@ def ingest(
                 "ingest.respect_robots": False if ignore_robots else None,
             },
         )
+        gate = gate_for(settings, eval_file, source_prefix or [], min_score, max_drop)
         with _IngestProgress(enabled=not as_json) as progress:
-            summary = run_ingest(source, settings, recreate=recreate, progress=progress)
+            summary = run_ingest(source, settings, recreate=recreate, progress=progress, gate=gate)
     except RagserveError as exc:
         raise fail(exc) from exc
-    result = summary.to_dict()
-    if eval_file is not None:
-        result["eval"] = _gate(settings, eval_file, source_prefix or [], min_score)
+    result = with_gate_compat(summary.to_dict())
     if as_json:
         out.print(json.dumps(result), markup=False)
     else:
         _print_ingest_summary(result)
-    if result.get("eval", {}).get("gate_failed"):
+    explain_gate(result)
+    if result.get("gate") is not None and not result["gate"].get("passed"):
         raise typer.Exit(EXIT_GATE)
-
-
-def _gate(
-    settings: Settings, eval_file: Path, prefixes: list[str], min_score: float | None
-) -> dict[str, Any]:
-    from ragserve.quality import run_eval
-
-    summary = run_eval(settings, eval_file, source_prefix=_parse_prefixes(prefixes)).summary()
-    gate_failed = min_score is not None and summary["retrieval_score"] < min_score
-    if gate_failed:
-        err.print(
-            f"[red]quality gate failed:[/red] retrieval score {summary['retrieval_score']:.3f} "
-            f"< --min-score {min_score}. The refreshed index is in place; re-ingest from a good "
-            "source or restore the previous index before serving it."
-        )
-    return {
-        "retrieval_score": summary["retrieval_score"],
-        "min_score": min_score,
-        "gate_failed": gate_failed,
-    }
 
 
 def _parse_prefixes(prefixes: list[str]) -> dict[str, str]:
@@ -179,6 +166,12 @@ def _print_ingest_summary(result: dict[str, Any]) -> None:
         f"{result['points_deleted']} deleted, {result['points_total']} in the index · "
         f"{result['seconds']:.1f}s"
     )
+    if result.get("unchanged"):
+        out.print(f"  nothing changed: version {result['version']} stays live")
+    elif result.get("published"):
+        out.print(f"  version {result['version']} is live (was {result['previous_version']})")
+    else:
+        out.print(f"  version {result['version']} was built but is not live")
     failed = result["pages_failed"]
     for problem in failed[:20]:
         out.print(f"  [yellow]skipped[/yellow] {problem['url']}: {problem['reason']}", markup=True)
@@ -192,9 +185,14 @@ def _print_ingest_summary(result: dict[str, Any]) -> None:
 
 
 class _IngestProgress:
-    """Rich progress bars for pages fetched and chunks written."""
+    """Progress of an ingest: rich bars on a terminal, else periodic lines on stderr.
 
-    def __init__(self, enabled: bool) -> None:
+    With ``--json``, or when stderr is a pipe (CI logs, cron mail, a Ray job),
+    bars would draw nothing until the end and a long ingest would look hung;
+    there a one-line status goes to stderr every ``interval_s`` seconds.
+    """
+
+    def __init__(self, enabled: bool, *, interval_s: float = 15.0) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -203,16 +201,20 @@ class _IngestProgress:
             TimeElapsedColumn,
         )
 
+        self._bars = enabled and err.is_terminal
         self._progress = Progress(
             TextColumn("{task.description:>10}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             console=err,
-            disable=not enabled or not err.is_terminal,
+            disable=not self._bars,
             transient=False,
         )
         self._tasks: dict[str, Any] = {}
+        self._counts: dict[str, tuple[int, int | None]] = {}
+        self._interval_s = interval_s
+        self._started = self._last_line = time.monotonic()
 
     def __enter__(self) -> _IngestProgress:
         self._progress.__enter__()
@@ -222,10 +224,39 @@ class _IngestProgress:
         self._progress.__exit__(None, None, None)
 
     def __call__(self, stage: str, done: int, total: int | None) -> None:
-        if stage not in self._tasks:
-            label = {"pages": "pages", "written": "chunks"}.get(stage, stage)
-            self._tasks[stage] = self._progress.add_task(label, total=total)
-        self._progress.update(self._tasks[stage], completed=done, total=total)
+        if self._bars:
+            if stage not in self._tasks:
+                label = {"pages": "pages", "written": "chunks"}.get(stage, stage)
+                self._tasks[stage] = self._progress.add_task(label, total=total)
+            self._progress.update(self._tasks[stage], completed=done, total=total)
+            return
+        self._counts[stage] = (done, total)
+        now = time.monotonic()
+        if now - self._last_line >= self._interval_s:
+            self._last_line = now
+            print(progress_line(self._counts, now - self._started), file=sys.stderr, flush=True)
+
+
+def progress_line(counts: dict[str, tuple[int, int | None]], elapsed_s: float) -> str:
+    """``ingest: 812 pages, 5,120 chunks written (41.2/s), 2m05s elapsed[, ETA 3m10s]``."""
+    labels = {"pages": "pages", "embedded": "chunks embedded", "written": "chunks written"}
+    parts = []
+    for stage, (done, total) in counts.items():
+        part = f"{done:,}" + (f"/{total:,}" if total else "") + f" {labels.get(stage, stage)}"
+        if stage != "pages" and elapsed_s > 0:
+            part += f" ({done / elapsed_s:.1f}/s)"
+        parts.append(part)
+    line = f"ingest: {', '.join(parts) or 'starting'}, {_duration(elapsed_s)} elapsed"
+    known = [(done, total) for done, total in counts.values() if total and 0 < done < total]
+    if known:
+        done, total = max(known, key=lambda pair: pair[0] / pair[1])
+        line += f", ETA {_duration(elapsed_s * (total - done) / done)}"
+    return line
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 @app.command()
@@ -357,6 +388,7 @@ def status(
                 "backend": settings.store.backend,
                 "location": settings.store.url or str(settings.store.data_dir),
                 "exists": exists,
+                "live_version": store.live_version(),
                 "points": store.count() if exists else 0,
                 "schema": schema.to_dict() if schema else None,
                 "last_ingest": store.get_meta().get("last_ingest") if exists else None,
@@ -376,7 +408,7 @@ def status(
         return
     out.print(
         f"[bold]{info['collection']}[/bold] ({info['backend']}, {info['location']}): "
-        f"{info['points']} points"
+        f"{info['points']} points, live version {info['live_version']}"
     )
     if schema:
         out.print(
@@ -471,14 +503,14 @@ def eval_command(
         typer.Option(
             "--generators",
             help="With --answers: comma-separated generators to compare, e.g. "
-            "extractive,llamacpp,openai [the --llm provider].",
+            "extractive,llamacpp,openai (default: the --llm provider).",
         ),
     ] = None,
     judge: Annotated[
         str,
         typer.Option(
             "--judge",
-            help="With --answers: provider that grades answers 1-5, or none [auto: --llm].",
+            help="With --answers: provider that grades answers 1-5, or none (auto: --llm).",
         ),
     ] = "auto",
     limit: Annotated[
@@ -586,6 +618,7 @@ def _print_eval_summary(summary: dict[str, Any], paths: dict[str, Path]) -> None
     for name, path in paths.items():
         out.print(f"  {name}: {path}")
 
+
 def _print_answer_summary(answers: dict[str, Any]) -> None:
     from ragserve.answer_eval import format_generator_scores
 
@@ -607,10 +640,12 @@ def _warn_about_generators(answers: dict[str, Any] | None) -> None:
         err.print(f"[yellow]judge did not start:[/yellow] {escape(answers['judge_error'])}")
 
 
-
 # Command groups live in ragserve.commands.<group> (one module each, sharing
 # ragserve.commands.options); register each here with one app.add_typer(...) line.
 app.add_typer(models_commands.app, name="models")
+app.add_typer(feedback_commands.app, name="feedback")
+app.add_typer(index_commands.app, name="index")
+app.command("refresh")(refresh_commands.refresh)
 
 
 def main() -> None:

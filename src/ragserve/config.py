@@ -81,6 +81,9 @@ class StoreSettings(BaseModel):
     #: HNSW search breadth. bench/query.py at 100k chunks: the engine default
     #: found 0.82 of the exact dense top-5, ef=256 0.93 for +1 ms p50.
     hnsw_ef: int | None = Field(256, ge=4)
+    #: How often a server checks which index version is live (a file read or an
+    #: alias lookup); a refresh or rollback reaches it within this many seconds.
+    version_poll_s: float = Field(2.0, gt=0)
 
     @field_validator("collection")
     @classmethod
@@ -110,12 +113,18 @@ class RetrieveSettings(BaseModel):
     min_score: float | None = None
     reranker: str | None = None
     rerank_candidates: int = Field(20, ge=1, le=200)
+    #: Weight of the reranker's rank against the first stage's when the two
+    #: orders are fused (``retrieve.fuse_ranks``); 0 keeps the first-stage order.
+    rerank_weight: float = Field(1.0, ge=0)
 
 
 class LLMSettings(BaseModel):
     """The language model that writes answers."""
 
-    provider: Literal["extractive", "openai", "llamacpp"] = "extractive"
+    #: ``auto``: the offline instruct model (``local``) when it is fetched and its
+    #: engine installed, else ``extractive``. ``local``: Qwen2.5-Coder-0.5B-Instruct
+    #: on prebuilt llama.cpp (xllamacpp). ``llamacpp``: any GGUF via llama-cpp-python.
+    provider: Literal["auto", "extractive", "openai", "llamacpp", "local"] = "extractive"
     base_url: str = "https://api.openai.com/v1"
     api_key: SecretStr | None = None
     model: str = "gpt-4o-mini"

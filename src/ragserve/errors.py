@@ -14,13 +14,16 @@ what to do about it; the CLI prints ``str(exc)`` as its one-line error.
     ├── StoreError             the vector store cannot be used
     │   ├── StoreUnavailableError
     │   ├── SchemaMismatchError
-    │   └── IndexNotFoundError
+    │   ├── IndexNotFoundError
+    │   └── VersionError       no such index version, or it cannot be switched to/dropped
+    │       └── IndexBusyError another build of the same index holds its lock
     ├── EmbedderError          model cannot be loaded
     ├── LLMError               the language model cannot answer
     │   ├── LLMUnavailableError
     │   ├── LLMAuthError
     │   └── LLMModelNotFoundError
     ├── QueryError             invalid question / request
+    ├── FeedbackError          the feedback log cannot be written or read
     ├── ModelError             a model could not be fetched or failed verification
     │   └── ModelNotFetchedError  (also a ConfigError) not in the models folder yet
     └── MissingDependencyError an optional extra is not installed
@@ -69,6 +72,14 @@ class IndexNotFoundError(StoreError):
     """The named index does not exist or is empty."""
 
 
+class VersionError(StoreError):
+    """An index version is missing, incomplete, live (cannot be dropped) or busy."""
+
+
+class IndexBusyError(VersionError):
+    """Another ingest, refresh or rollback of the same index is running."""
+
+
 class EmbedderError(RagserveError):
     """The embedding model cannot be loaded or run."""
 
@@ -91,6 +102,10 @@ class LLMModelNotFoundError(LLMError):
 
 class QueryError(RagserveError):
     """A question or query request is invalid (empty, too long, bad filter)."""
+
+
+class FeedbackError(RagserveError):
+    """The feedback log (SQLite under the data dir) cannot be opened, written or read."""
 
 
 class ModelError(RagserveError):

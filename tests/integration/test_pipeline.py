@@ -68,10 +68,17 @@ def test_changed_page_is_replaced_and_vanished_page_deleted(
     assert first.points_total != second.points_total
 
 
-def test_ingest_killed_midway_resumes_without_duplicates_or_gaps(
+def test_ingest_killed_midway_leaves_the_live_version_and_resumes_without_duplicates(
     small_corpus: Path, make_settings: Callable[..., Any]
 ) -> None:
     settings = make_settings(**{"ingest.batch_size": 16})
+    run_ingest(str(small_corpus), settings)
+    before = stored_point_ids(settings)
+    changed = small_corpus / "serve" / "architecture.html"
+    html = changed.read_text(encoding="utf-8")
+    changed.write_text(
+        re.sub(r"(<h1[^>]*>)", r"\1Zanzibar quokka replica ", html, count=1), encoding="utf-8"
+    )
 
     class KilledError(Exception):
         pass
@@ -82,10 +89,10 @@ def test_ingest_killed_midway_resumes_without_duplicates_or_gaps(
 
     with pytest.raises(KilledError):
         run_ingest(str(small_corpus), settings, progress=kill_after_first_write)
-    partial = stored_point_ids(settings)
-    assert partial  # something was written before the "kill"
+    assert stored_point_ids(settings) == before  # the build died beside the live version
 
     resumed = run_ingest(str(small_corpus), settings)
+    assert resumed.published and resumed.version == "v2"  # the dead draft left no trace
     reference = run_ingest(str(small_corpus), make_settings(**{"store.collection": "ref"}))
     assert resumed.points_total == reference.points_total
     assert stored_point_ids(settings) == stored_point_ids(

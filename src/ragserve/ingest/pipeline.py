@@ -6,6 +6,13 @@ skipped, changed pages are replaced only after their new chunks are stored, and
 vanished pages are deleted. The store is written from the driver, because the
 embedded Qdrant Edge store lives in this process; with a Qdrant server that
 costs nothing measurable next to embedding.
+
+Every run builds a new index version beside the live one (``ragserve.store.
+versions``): the live version is copied, the copy is brought up to date, an
+optional gate evaluates it, and only then does the live pointer move. Readers
+(a running ``ragserve serve``) never see a half-done run; a failed or killed
+run leaves the live version as it was. A run that changes nothing drops its
+copy and leaves the live version in place.
 """
 
 from __future__ import annotations
@@ -34,12 +41,15 @@ from ragserve.store import (
     SparseEncoder,
     VectorStore,
     open_store,
+    versions,
 )
 
 logger = logging.getLogger(__name__)
 
 #: progress(stage, done, total): stages are "pages", "embedded", "written".
 Progress = Callable[[str, int, int | None], None]
+#: gate(new version) -> {"passed": bool, ...}: runs before the new version goes live.
+Gate = Callable[[VectorStore], dict[str, Any]]
 
 
 @dataclass
@@ -61,6 +71,13 @@ class IngestSummary:
     points_total: int = 0
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    #: The version this run built (or the live one, when nothing changed).
+    version: str | None = None
+    #: The version that was live before; it stays live when ``published`` is False.
+    previous_version: str | None = None
+    published: bool = False
+    unchanged: bool = False
+    gate: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,35 +94,115 @@ def run_ingest(
     recreate: bool = False,
     progress: Progress | None = None,
     store: VectorStore | None = None,
+    gate: Gate | None = None,
 ) -> IngestSummary:
-    """Make the index match ``source``; see the module docstring for the rules.
+    """Make the index match ``source`` in a new version; see the module docstring.
 
-    Raises ``SourceError`` when nothing could be read at all (unreachable
-    start URL, empty folder), ``StoreError`` when the index cannot be used.
+    ``recreate`` builds the new version empty instead of from a copy (the
+    live one still serves until the switch). ``gate`` sees the finished new
+    version before it goes live; when it returns ``passed: False`` the
+    version is kept as ``rejected`` and the live one stays (``published`` is
+    False). Raises ``SourceError`` when nothing could be read at all
+    (unreachable start URL, empty folder), ``StoreError`` when the index
+    cannot be used, ``VersionError`` when another build of the index runs.
     Per-page problems are collected in the summary, never raised.
     """
-    report = progress or _noop
-    started = time.perf_counter()
     own_store = store is None
     store = store or open_store(settings.store)
     try:
-        store.open(_schema(settings, store, recreate), recreate=recreate)
-        summary = IngestSummary(
-            source=source, collection=store.name, embed_model=settings.embed.model
-        )
-        plan = _plan(source, settings, store, summary, report)
-        summary.stage_seconds["source"] = round(time.perf_counter() - started, 3)
-        _write_pages(plan, settings, store, summary, report)
-        _delete_vanished(plan, settings, store, summary)
-        if summary.points_written or summary.points_deleted:
-            _optimize(store, summary)
-        summary.points_total = store.count()
-        summary.seconds = round(time.perf_counter() - started, 3)
-        store.set_meta({"last_ingest": {**summary.to_dict(), "finished_at": time.time()}})
-        return summary
+        with versions.build_lock(settings.store.data_dir, store.name):
+            versions.discard_drafts(store)
+            return _build_version(source, settings, store, recreate, progress or _noop, gate)
     finally:
         if own_store:
             store.close()
+
+
+def _build_version(
+    source: str,
+    settings: Settings,
+    live: VectorStore,
+    recreate: bool,
+    report: Progress,
+    gate: Gate | None,
+) -> IngestSummary:
+    started = time.perf_counter()
+    schema = _schema(settings, live, recreate)
+    summary = IngestSummary(source=source, collection=live.name, embed_model=settings.embed.model)
+    summary.previous_version = live.live_version()
+    staged = live.stage_version(seed=not recreate)
+    summary.version = staged.version
+    summary.stage_seconds["seed"] = round(time.perf_counter() - started, 3)
+    try:
+        staged.open(schema, recreate=recreate)
+        plan = _plan(source, settings, staged, summary, report)
+        summary.stage_seconds["source"] = round(time.perf_counter() - started, 3)
+        if not recreate and summary.previous_version and not _has_work(plan, settings, summary):
+            return _unchanged(live, staged, summary, started, gate)
+        _write_pages(plan, settings, staged, summary, report)
+        _delete_vanished(plan, settings, staged, summary)
+        if summary.points_written or summary.points_deleted:
+            _optimize(staged, summary)
+        summary.points_total = staged.count()
+        summary.seconds = round(time.perf_counter() - started, 3)
+        staged.set_meta({"last_ingest": {**summary.to_dict(), "finished_at": time.time()}})
+        staged.close()  # a server may open it right after the switch (Edge: one process)
+        if gate is not None:
+            summary.gate = gate(staged)
+            staged.close()
+            if not summary.gate.get("passed", False):
+                versions.mark(staged, "rejected", gate=summary.gate)
+                return summary
+            staged.set_meta({versions.EVAL_KEY: summary.gate})
+        versions.publish(live, str(summary.version))
+        summary.published = True
+        summary.seconds = round(time.perf_counter() - started, 3)
+        return summary
+    except BaseException:
+        staged.close()
+        # The live version is untouched; a draft the next run would drop anyway goes now.
+        _drop_quietly(live, summary.version)
+        raise
+
+
+def _has_work(plan: SyncPlan, settings: Settings, summary: IngestSummary) -> bool:
+    return bool(plan.to_write) or bool(_vanished(plan, settings, summary, quiet=True))
+
+
+def _unchanged(
+    live: VectorStore,
+    staged: VectorStore,
+    summary: IngestSummary,
+    started: float,
+    gate: Gate | None,
+) -> IngestSummary:
+    """Nothing to write or delete: drop the copy, the live version stays.
+
+    A gate still runs, on the copy (the live content, without opening the
+    live version, which a server may hold): its score becomes the live
+    version's recorded score when it passes.
+    """
+    summary.points_total = staged.count()
+    staged.close()
+    if gate is not None:
+        summary.gate = gate(staged)
+        staged.close()
+    _drop_quietly(live, summary.version)
+    summary.version = summary.previous_version
+    if summary.gate is not None and summary.gate.get("passed") and summary.version:
+        live.at_version(summary.version).set_meta({versions.EVAL_KEY: summary.gate})
+    summary.unchanged = True
+    summary.seconds = round(time.perf_counter() - started, 3)
+    return summary
+
+
+def _drop_quietly(live: VectorStore, version: str | None) -> None:
+    if version is None:
+        return
+    try:
+        live.drop_version(version)
+    except Exception as exc:  # cleanup must not mask the caller's own outcome
+        logger.warning("could not drop unfinished version %s: %s", version, exc)
 
 
 def _schema(settings: Settings, store: VectorStore, recreate: bool) -> IndexSchema:
@@ -114,7 +211,7 @@ def _schema(settings: Settings, store: VectorStore, recreate: bool) -> IndexSche
     if existing is not None and existing.embed_model == settings.embed.model:
         dimension = existing.dimension  # a re-ingest need not load the model in the driver
     else:
-        dimension = build_embedder(settings.embed).dimension
+        dimension = build_embedder(settings.embed, models_dir=settings.models_dir).dimension
     return IndexSchema(
         embed_model=settings.embed.model,
         dimension=dimension,
@@ -227,7 +324,11 @@ def _embedded_batches(documents: list[Document], settings: Settings) -> Iterable
         EmbedBatch,
         batch_size=settings.ingest.batch_size,
         batch_format="numpy",
-        fn_constructor_kwargs={"settings": embed, "threads": threads},
+        fn_constructor_kwargs={
+            "settings": embed,
+            "models_dir": settings.models_dir,
+            "threads": threads,
+        },
         compute=ray.data.ActorPoolStrategy(size=embed.actors),
         num_gpus=gpus or None,
         num_cpus=1,
@@ -246,6 +347,15 @@ def _page_meta(document: Document) -> dict[str, Any]:
 def _delete_vanished(
     plan: SyncPlan, settings: Settings, store: VectorStore, summary: IngestSummary
 ) -> None:
+    for url in _vanished(plan, settings, summary):
+        summary.points_deleted += store.delete_page(url)
+        summary.pages_deleted += 1
+
+
+def _vanished(
+    plan: SyncPlan, settings: Settings, summary: IngestSummary, *, quiet: bool = False
+) -> list[str]:
+    """Stored pages to delete; none when the listing may be incomplete (kept, counted)."""
     truncated = summary.pages >= settings.ingest.max_pages
     # A crawl discovers pages through links: a failed page hides its children,
     # so after failures "not seen" does not mean "gone". A folder listing is exact.
@@ -254,16 +364,14 @@ def _delete_vanished(
     candidates = plan.vanished(listing_complete=True)
     if not listing_complete:
         summary.pages_vanished_kept = len(candidates)
-        if candidates:
+        if candidates and not quiet:
             logger.warning(
                 "%d stored pages were not seen but are kept: the crawl was %s",
                 len(candidates),
                 "cut at max_pages" if truncated else "incomplete (some pages failed)",
             )
-        return
-    for url in candidates:
-        summary.points_deleted += store.delete_page(url)
-        summary.pages_deleted += 1
+        return []
+    return candidates
 
 
 def is_url(source: str) -> bool:

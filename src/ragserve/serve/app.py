@@ -20,7 +20,7 @@ import ragserve
 from ragserve.agent import QueryAgent
 from ragserve.config import Settings
 from ragserve.errors import RagserveError
-from ragserve.serve import openai_api, routes
+from ragserve.serve import feedback_api, openai_api, routes, status, web
 from ragserve.serve.backend import AgentLike, LocalAgent
 from ragserve.serve.failures import install_error_handlers
 from ragserve.serve.observability import Metrics, RequestContext, configure_json_logging
@@ -52,7 +52,7 @@ def create_app(
     """
     keys = ApiKeys(settings.serve)
     owned = agent is None
-    query_agent = QueryAgent(settings) if agent is None else agent
+    query_agent = QueryAgent(settings, follow_live=True) if agent is None else agent
     backend = LocalAgent(query_agent) if isinstance(query_agent, QueryAgent) else query_agent
     metrics = Metrics()
     ctx = ServiceContext(
@@ -80,6 +80,9 @@ def create_app(
     app.state.ragserve = ctx
     app.include_router(routes.router)
     app.include_router(openai_api.router)
+    app.include_router(feedback_api.router)
+    app.include_router(status.router)
+    app.include_router(web.router)
     install_error_handlers(app, metrics)
     # Added last = outermost: CORS headers reach every response, errors included.
     app.add_middleware(BodySizeLimit, max_bytes=settings.serve.max_body_bytes)

@@ -46,6 +46,7 @@ from ragserve.serve.app import create_app
 from ragserve.serve.backend import AgentLike, LocalAgent, SearchResult, readiness_problems
 from ragserve.serve.observability import configure_json_logging
 from ragserve.serve.security import auth_required
+from ragserve.serve.status import index_info
 from ragserve.store.base import SearchFilter, SearchMode
 from ragserve.store.edge import EdgeStore
 
@@ -77,7 +78,7 @@ class RetrieverReplica:
     def retrieve(
         self, question: str, k: int | None, filters: SearchFilter | None, mode: SearchMode | None
     ) -> Retrieval:
-        return self._agent.retriever.retrieve(question, k=k, search_filter=filters, mode=mode)
+        return self._agent.retrieve(question, k=k, filters=filters, mode=mode)
 
     def search(
         self, question: str, k: int | None, filters: SearchFilter | None, mode: SearchMode | None
@@ -86,6 +87,9 @@ class RetrieverReplica:
 
     def readiness(self) -> list[str]:
         return [p for p in readiness_problems(self._agent) if not p.startswith("llm:")]
+
+    def index_info(self) -> dict[str, Any]:
+        return index_info(self._agent)
 
     def __del__(self) -> None:
         _release(getattr(self, "_agent", None), getattr(self, "_copy_dir", None))
@@ -97,7 +101,7 @@ class GeneratorReplica:
     def __init__(self, settings: Settings) -> None:
         configure_json_logging()
         self._settings = settings
-        self._llm = build_llm(settings.llm)
+        self._llm = build_llm(settings.llm, settings.models_dir)
         # Generation only: this agent never opens the index or loads the embedder.
         self._agent = QueryAgent(settings, llm=self._llm)
 
@@ -145,6 +149,10 @@ class RemoteAgent:
             self._retriever.readiness.remote(), self._generator_unary.readiness.remote()
         )
         return [*retriever, *generator]
+
+    async def index_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = await self._retriever.index_info.remote()
+        return info
 
     async def warm_up(self) -> None:
         """Nothing to load here: the Retriever and Generator warm up in their replicas."""
@@ -353,7 +361,8 @@ def _open_agent(settings: Settings, copy_edge_index: bool) -> tuple[QueryAgent, 
     copy_dir: Path | None = None
     if copy_edge_index and settings.store.backend == "edge":
         settings, copy_dir = _private_index_copy(settings)
-    agent = QueryAgent(settings)
+    # A private copy is a snapshot taken at start-up; otherwise follow index switches.
+    agent = QueryAgent(settings, follow_live=copy_dir is None)
     try:
         agent.warm_up()
     except RagserveError as exc:  # keep the replica up: readiness and requests say why

@@ -75,6 +75,10 @@ class Metrics:
             "ragserve_retrieved_sources", "Sources returned per answer or search.",
             buckets=(0, 1, 2, 3, 5, 8, 13, 20, 50, 100), registry=r,
         )  # fmt: skip
+        self.index_version = Gauge(
+            "ragserve_index_version", "The index version this process answers from "
+            "(1 for the version in the label).", ["version"], registry=r,
+        )  # fmt: skip
         self.degraded = Counter(
             "ragserve_degraded_answers", "Answers written without the LLM (it failed).", registry=r
         )
@@ -94,6 +98,11 @@ class Metrics:
         self.sources.observe(sources)
         if degraded:
             self.degraded.inc()
+
+    def set_index_version(self, version: str | None) -> None:
+        self.index_version.clear()
+        if version:
+            self.index_version.labels(version=version).set(1)
 
     def exposition(self) -> bytes:
         return bytes(generate_latest(self.registry))

@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from ragserve.agent import AnswerEvent, answer_to_dict, source_to_dict
 from ragserve.config import Settings
 from ragserve.documents import Answer, Source
+from ragserve.feedback import FeedbackStore
 from ragserve.serve.backend import AgentLike
 from ragserve.serve.failures import describe_error
 from ragserve.serve.observability import Metrics, request_id_var
@@ -55,6 +56,8 @@ class ServiceContext:
     keys: ApiKeys
     limiter: RateLimiter
     ready_cache: tuple[float, list[str]] | None = None
+    index_version: str | None = None
+    feedback: FeedbackStore | None = None
 
 
 def context(request: Request) -> ServiceContext:
@@ -255,15 +258,25 @@ async def readyz(ctx: Ctx) -> Response:
         try:
             async with asyncio.timeout(READINESS_TIMEOUT_S):
                 problems = await ctx.agent.readiness()
+                ctx.index_version = await live_index_version(ctx)
         except TimeoutError:
             problems = [f"readiness checks took longer than {READINESS_TIMEOUT_S:.0f}s"]
         ctx.ready_cache = (now, problems)
     problems = ctx.ready_cache[1]
     status = "unavailable" if problems else "ok"
-    return JSONResponse({"status": status, "problems": problems}, 503 if problems else 200)
+    body = {"status": status, "problems": problems, "index_version": ctx.index_version}
+    return JSONResponse(body, 503 if problems else 200)
+
+
+async def live_index_version(ctx: ServiceContext) -> str | None:
+    """The index version this process (or its Retriever) answers from now."""
+    info = await ctx.agent.index_info()
+    version = info.get("index_version")
+    return str(version) if version else None
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
 async def metrics(ctx: Ctx) -> Response:
     """Prometheus metrics of this process (one Serve replica, not the whole app)."""
+    ctx.metrics.set_index_version(await live_index_version(ctx))
     return Response(ctx.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -110,6 +110,9 @@ class SourceOut(BaseModel):
     title: str
     score: float
     snippet: str
+    heading_path: list[str] = Field(
+        default_factory=list, description="Page title, then the headings down to the section."
+    )
 
 
 class SearchResponse(BaseModel):
@@ -149,6 +152,93 @@ class ErrorResponse(BaseModel):
 class HealthResponse(BaseModel):
     status: Literal["ok", "unavailable"]
     problems: list[str] = Field(default_factory=list)
+    #: The index version new requests are answered from (``/readyz`` only).
+    index_version: str | None = None
+
+
+# -- web page: feedback and status ----------------------------------------------
+
+
+class FeedbackSourceIn(_Strict):
+    """A citation of the rated answer; the snippet is not needed to identify it."""
+
+    n: int = Field(ge=1, le=100)
+    url: str = Field(min_length=1, max_length=2048)
+    title: str = Field("", max_length=1000)
+    score: float | None = None
+
+
+class FeedbackRequest(_Strict):
+    """A verdict on one answer. Send the returned ``id`` again to add a comment or
+    change the verdict instead of recording a second one."""
+
+    id: str | None = Field(
+        None, pattern=r"^[0-9a-f]{32}$", description="The id a previous call returned."
+    )
+    rating: Literal["up", "down"]
+    question: str = Field(min_length=1, max_length=10_000)
+    answer: str = Field(max_length=20_000)
+    sources: list[FeedbackSourceIn] = Field(default_factory=list, max_length=100)
+    source: str | None = Field(
+        None,
+        max_length=2048,
+        description="The URL of the source that answers the question (one of ``sources``).",
+    )
+    comment: str | None = Field(None, max_length=2_000)
+    index_version: str | None = Field(None, max_length=200)
+    request_id: str | None = Field(None, max_length=128)
+    llm: str | None = Field(None, max_length=200, description="The model that wrote the answer.")
+
+    @field_validator("source")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    def marked_source(self) -> str | None:
+        """``source`` when it is one of the answer's citations; else a ``ValueError``."""
+        if self.source is None:
+            return None
+        if self.source not in {item.url for item in self.sources}:
+            raise ValueError("'source' must be the url of one of the answer's 'sources'")
+        return self.source
+
+
+class FeedbackResponse(BaseModel):
+    id: str = Field(description="Send it with a later call to update this verdict.")
+    rating: Literal["up", "down"]
+
+
+class StatusIndex(BaseModel):
+    collection: str
+    backend: str
+    exists: bool
+    points: int
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    last_ingest: dict[str, Any] | None
+    index_version: str | None
+    error: str | None
+
+
+class StatusLLM(BaseModel):
+    provider: str
+    model: str | None
+    reachable: bool
+    problem: str | None
+
+
+class StatusResponse(BaseModel):
+    """What the web page's status view shows."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    version: str
+    ready: bool
+    problems: list[str]
+    index: StatusIndex
+    llm: StatusLLM
+    retrieve: dict[str, Any]
+    auth_required: bool
+    rate_limit_per_minute: int
 
 
 # -- OpenAI-compatible facade ---------------------------------------------------
@@ -193,10 +283,14 @@ __all__ = [
     "ChatMessage",
     "ErrorBody",
     "ErrorResponse",
+    "FeedbackRequest",
+    "FeedbackResponse",
+    "FeedbackSourceIn",
     "HealthResponse",
     "QueryRequest",
     "QueryResponse",
     "SearchRequest",
     "SearchResponse",
     "SourceOut",
+    "StatusResponse",
 ]

@@ -7,6 +7,7 @@ aggregation cannot drift apart.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,11 @@ PAGE_STATE_FIELDS = ["url", "document_hash", "chunk_count", "etag", "last_modifi
 RRF_K = 60
 #: Points read per scroll page when aggregating page states.
 SCROLL_PAGE = 4096
+
+
+def draft_meta(seeded_from: str | None) -> dict[str, Any]:
+    """What a version being built records; ``ragserve.store.versions`` owns the states."""
+    return {"version": {"state": "draft", "seeded_from": seeded_from, "created_at": time.time()}}
 
 
 def check_schema(name: str, stored: IndexSchema, requested: IndexSchema) -> None:

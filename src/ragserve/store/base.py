@@ -11,6 +11,14 @@ Incremental sync rests on three payload fields every point carries:
 all its points share one ``document_hash`` and there are ``chunk_count`` of
 them; anything else (a killed ingest, a half-replaced page) is repaired by the
 next run. See ``ragserve.ingest.sync``.
+
+Index versions: a collection is a series of versions of which one is live.
+A handle made by ``open_store`` reads the live version (it binds to it on first
+use, and stays on it until closed); ``stage_version`` starts a new version,
+seeded from the live one, that nobody reads until ``publish_version`` switches
+the live pointer (Edge: a ``current`` file replaced atomically; server: a
+collection alias). The policy on top (drafts, gate, rollback, prune) is in
+``ragserve.store.versions``.
 """
 
 from __future__ import annotations
@@ -172,3 +180,38 @@ class VectorStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+    # -- versions (policy in ragserve.store.versions) ---------------------
+
+    @property
+    def version(self) -> str | None:
+        """The version this handle reads and writes (the live one unless pinned)."""
+        ...
+
+    def live_version(self) -> str | None:
+        """The version readers get now; cheap (a file read or an alias lookup)."""
+        ...
+
+    def version_names(self) -> list[str]:
+        """Every version that was completely created, oldest first (live or not)."""
+        ...
+
+    def stage_version(self, *, seed: bool = True) -> VectorStore:
+        """A handle on a new version nobody reads yet, a copy of the live one if ``seed``.
+
+        Without ``seed`` (or without a live version) the new version is empty
+        and its first ``open(schema)`` creates it.
+        """
+        ...
+
+    def at_version(self, version: str) -> VectorStore:
+        """A handle pinned to ``version`` (which need not be live)."""
+        ...
+
+    def publish_version(self, version: str) -> None:
+        """Make ``version`` live in one atomic step; readers move on their next open."""
+        ...
+
+    def drop_version(self, version: str) -> None:
+        """Delete one version that is not live; raises ``VersionError`` for the live one."""
+        ...

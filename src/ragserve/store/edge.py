@@ -1,15 +1,20 @@
 """``EdgeStore``: the index as an in-process Qdrant Edge shard on local disk.
 
-Layout under ``data_dir/collections/<name>/``: ``shard/`` is the Edge shard
-(segments + WAL) and ``collection.json`` holds the ``IndexSchema`` and the
-free-form metadata. The JSON file is written last when a collection is
-created, so it marks a complete collection; it is replaced atomically.
+Layout under ``data_dir/collections/<name>/``: one directory per index
+version (``versions/v1/``, ...) and a ``current`` pointer naming the live one
+(see ``ragserve.store.edge_layout``). In each version ``shard/`` is the Edge
+shard (segments + WAL) and ``collection.json`` holds the ``IndexSchema`` and
+the free-form metadata. The JSON file is written last when a version is
+created, so it marks a complete one; it is replaced atomically. A collection
+from before versions (``shard/`` right under the collection) is read in place
+as version ``legacy``; the next versioned ingest seeds ``v1`` from it.
 
 An Edge shard can be opened once per process: a second ``EdgeShard.load`` of
 the same path fails on the WAL lock. Store handles therefore share one open
 shard per path through a reference-counted registry, and a second *process*
-gets ``StoreUnavailableError`` telling it the index is in use (share an index
-between processes through a Qdrant server instead).
+gets ``StoreUnavailableError`` telling it the index is in use. Versions are
+what let ``ragserve ingest`` run beside ``ragserve serve``: the server holds
+the live version's shard, the ingest builds and opens a new one.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ import numpy.typing as npt
 import qdrant_edge as qe
 
 from ragserve.documents import Chunk, ScoredChunk, SparseVector
-from ragserve.errors import IndexNotFoundError, StoreError, StoreUnavailableError
+from ragserve.errors import IndexNotFoundError, StoreError, StoreUnavailableError, VersionError
+from ragserve.store import edge_layout as layout
 from ragserve.store._common import (
     DENSE_VECTOR,
     KEYWORD_INDEXED,
@@ -42,6 +48,7 @@ from ragserve.store._common import (
     check_dimensions,
     check_schema,
     dense_list,
+    draft_meta,
     point_payload,
     resolve_mode,
 )
@@ -57,8 +64,8 @@ _DISTANCES = {
 }
 #: The stub types ``Fusion.Rrf`` apart from ``Fusion``, but ``query=`` takes it.
 _RRF: Any = qe.Fusion.Rrf(k=RRF_K)
-_SCHEMA_FILE = "collection.json"
-_SHARD_DIR = "shard"
+_SCHEMA_FILE = layout.SCHEMA_FILE
+_SHARD_DIR = layout.SHARD_DIR
 
 
 @dataclass
@@ -88,11 +95,17 @@ class EdgeStore:
         *,
         hnsw_ef: int | None = None,
         search_threads: int | None = None,
+        version: str | None = None,
     ) -> None:
         self._name = collection
-        self._dir = Path(data_dir) / "collections" / collection
+        self._data_dir = Path(data_dir)
+        self._root = self._data_dir / "collections" / collection
         self._hnsw_ef = hnsw_ef
         self._search_threads = search_threads
+        self._pinned = version
+        #: The live version this unpinned handle bound to when it opened a shard.
+        self._bound: str | None = None
+        self._initial_meta: dict[str, Any] = {}
         self._shard: qe.EdgeShard | None = None
         self._schema: IndexSchema | None = None
 
@@ -108,19 +121,39 @@ class EdgeStore:
 
     @property
     def path(self) -> Path:
-        """The collection directory (shard and ``collection.json``)."""
+        """This handle's version directory (shard and ``collection.json``)."""
         return self._dir
 
+    @property
+    def root(self) -> Path:
+        """The collection directory: every version and the ``current`` pointer."""
+        return self._root
+
+    @property
+    def _dir(self) -> Path:
+        version = self.version
+        if version is None:  # nothing yet: the version open() would create
+            return self._root / layout.VERSIONS_DIR / "v1"
+        return layout.version_dir(self._root, version)
+
     def open(self, schema: IndexSchema, *, recreate: bool = False) -> None:
-        self._ensure_writable()
         if recreate:
             self.drop()
+        self._ensure_writable(self._root)
+        first_version = self._pinned is None and self._bound is None and self.live_version() is None
+        if first_version:
+            self._bound, _ = layout.new_version_dir(self._root)
+        elif self._pinned is None and self._bound is None:
+            self._bound = self.live_version()
+        self._ensure_writable(self._dir)
         stored = self.stored_schema()
         if stored is not None:
             check_schema(self._name, stored, schema)
             self._attach()
         else:
             self._create(schema)
+        if first_version and self._bound is not None:
+            layout.write_pointer(self._root, self._bound)
         self._schema = schema
 
     def stored_schema(self) -> IndexSchema | None:
@@ -128,7 +161,7 @@ class EdgeStore:
         return None if document is None else IndexSchema.from_dict(document["schema"])
 
     def exists(self) -> bool:
-        return (self._dir / _SCHEMA_FILE).is_file() and (self._dir / _SHARD_DIR).is_dir()
+        return self.version is not None and layout.is_complete(self._dir)
 
     def upsert(
         self, points: Sequence[IndexedChunk], page_meta: dict[str, dict[str, Any]] | None = None
@@ -245,16 +278,24 @@ class EdgeStore:
         return changed
 
     def drop(self) -> None:
-        _force_close(self._shard_path())
+        """A pinned handle drops its version; an unpinned one the whole collection."""
+        if self._pinned is not None:
+            _force_close(self._shard_path())
+            layout.remove_version_dir(self._root, self._pinned)
+            self._shard = None
+            self._schema = None
+            return
+        _force_close_under(self._root)
         self._shard = None
         self._schema = None
+        self._bound = None
         try:
-            shutil.rmtree(self._dir)
+            shutil.rmtree(self._root)
         except FileNotFoundError:
             pass
         except OSError as exc:
             raise StoreUnavailableError(
-                f"cannot delete index '{self._name}' at {self._dir}: {exc}; "
+                f"cannot delete index '{self._name}' at {self._root}: {exc}; "
                 f"check the directory's permissions or delete it by hand"
             ) from exc
 
@@ -262,20 +303,79 @@ class EdgeStore:
         if self._shard is not None:
             _release(self._shard_path(), self._shard)
             self._shard = None
+        self._bound = None
+
+    # -- versions -----------------------------------------------------------
+
+    @property
+    def version(self) -> str | None:
+        return self._pinned or self._bound or self.live_version()
+
+    def live_version(self) -> str | None:
+        return layout.read_pointer(self._root)
+
+    def version_names(self) -> list[str]:
+        return layout.version_names(self._root)
+
+    def stage_version(self, *, seed: bool = True) -> EdgeStore:
+        self._ensure_writable(self._root)
+        for leftover in layout.incomplete_versions(self._root):  # a killed copy
+            layout.remove_version_dir(self._root, leftover)
+        live = self.live_version()
+        seeded_from = live if seed and live is not None else None
+        name, directory = layout.new_version_dir(self._root)
+        staged = self.at_version(name)
+        staged._initial_meta = draft_meta(seeded_from)
+        if seeded_from is not None:
+            source = layout.version_dir(self._root, seeded_from)
+            layout.copy_shard(source / _SHARD_DIR, directory / _SHARD_DIR)
+            document = self.at_version(seeded_from)._read_document() or {}
+            document["meta"] = {**document.get("meta", {}), **staged._initial_meta}
+            document["meta"].pop("eval", None)
+            # Written last: until then the copy is an incomplete version.
+            staged._write_document(document)
+        return staged
+
+    def at_version(self, version: str) -> EdgeStore:
+        layout.version_dir(self._root, version)  # validates the name
+        return EdgeStore(
+            self._data_dir,
+            self._name,
+            hnsw_ef=self._hnsw_ef,
+            search_threads=self._search_threads,
+            version=version,
+        )
+
+    def publish_version(self, version: str) -> None:
+        if not layout.is_complete(layout.version_dir(self._root, version)):
+            raise VersionError(
+                f"index '{self._name}' has no complete version {version}; see `ragserve index list`"
+            )
+        layout.write_pointer(self._root, version)
+
+    def drop_version(self, version: str) -> None:
+        if version == self.live_version():
+            raise VersionError(
+                f"version {version} of index '{self._name}' is live; switch to another "
+                f"first (`ragserve index rollback`)"
+            )
+        directory = layout.version_dir(self._root, version)
+        _force_close(str((directory / _SHARD_DIR).resolve()))
+        layout.remove_version_dir(self._root, version)
 
     # -- internals ----------------------------------------------------------
 
     def _shard_path(self) -> str:
         return str((self._dir / _SHARD_DIR).resolve())
 
-    def _ensure_writable(self) -> None:
+    def _ensure_writable(self, directory: Path) -> None:
         try:
-            self._dir.mkdir(parents=True, exist_ok=True)
-            probe = tempfile.NamedTemporaryFile(dir=self._dir, prefix=".probe-")  # noqa: SIM115
+            directory.mkdir(parents=True, exist_ok=True)
+            probe = tempfile.NamedTemporaryFile(dir=directory, prefix=".probe-")  # noqa: SIM115
             probe.close()
         except OSError as exc:
             raise StoreUnavailableError(
-                f"cannot write the index directory {self._dir}: {exc}; choose a writable "
+                f"cannot write the index directory {directory}: {exc}; choose a writable "
                 f"--data-dir (RAGSERVE_DATA_DIR) or fix the directory's permissions"
             ) from exc
 
@@ -286,18 +386,22 @@ class EdgeStore:
             logger.warning("removing half-created index at %s", shard_dir)
             _force_close(self._shard_path())
             shutil.rmtree(shard_dir)
-        self.close()
+        if self._shard is not None:
+            _release(self._shard_path(), self._shard)
+            self._shard = None
         self._shard = _acquire(self._shard_path(), _edge_config(schema, self._search_threads))
         with self._errors("create payload indexes"):
             for key in KEYWORD_INDEXED:
                 params = qe.KeywordIndexParams(prefix=key == "url")
                 self._shard.update(qe.UpdateOperation.create_field_index(key, params))
             self._shard.flush()
-        self._write_document({"schema": schema.to_dict(), "meta": {}})
+        self._write_document({"schema": schema.to_dict(), "meta": dict(self._initial_meta)})
         logger.info("created index '%s' at %s", self._name, self._dir)
 
     def _attach(self) -> None:
         if self._shard is None:
+            if self._pinned is None and self._bound is None:
+                self._bound = self.live_version()
             schema = self._schema or self.stored_schema()
             load_with = (
                 _edge_config(schema, self._search_threads)
@@ -364,7 +468,7 @@ class EdgeStore:
 
     def _not_found(self) -> IndexNotFoundError:
         return IndexNotFoundError(
-            f"index '{self._name}' does not exist under {self._dir.parent.parent}; "
+            f"index '{self._name}' does not exist under {self._data_dir}; "
             f"run `ragserve ingest` first or check --data-dir / --collection"
         )
 
@@ -428,6 +532,15 @@ def _force_close(path: str) -> None:
         shared = _OPEN_SHARDS.pop(path, None)
     if shared is not None:
         _close_quietly(shared.shard)
+
+
+def _force_close_under(root: Path) -> None:
+    """Close every shard this process holds under a collection (all its versions)."""
+    prefix = str(root.resolve()) + os.sep
+    with _REGISTRY_LOCK:
+        paths = [path for path in _OPEN_SHARDS if path.startswith(prefix)]
+    for path in paths:
+        _force_close(path)
 
 
 def _close_quietly(shard: qe.EdgeShard) -> None:

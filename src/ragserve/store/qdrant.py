@@ -8,6 +8,14 @@ The ``IndexSchema`` and the free-form metadata live in the collection's own
 metadata (keys ``ragserve_schema`` and ``ragserve_meta``), written together
 with the collection, so there is no side file or reserved point to keep in
 step. The server merges metadata updates key by key.
+
+Versions: version ``vN`` of collection ``docs`` is the collection
+``docs__vN``, and ``docs`` is an alias that one atomic
+``update_collection_aliases`` call moves from one version to the next. A
+collection made before versions (a real collection called ``docs``) is read in
+place as version ``legacy``; the first versioned ingest copies it into ``v1``
+and then deletes it, since an alias cannot share a collection's name: on a
+server that leaves a moment (one request) without the collection, once.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -31,6 +40,7 @@ from ragserve.errors import (
     IndexNotFoundError,
     StoreError,
     StoreUnavailableError,
+    VersionError,
 )
 from ragserve.store._common import (
     DENSE_VECTOR,
@@ -43,10 +53,12 @@ from ragserve.store._common import (
     check_dimensions,
     check_schema,
     dense_list,
+    draft_meta,
     point_payload,
     resolve_mode,
 )
 from ragserve.store.base import IndexedChunk, IndexSchema, PageState, SearchFilter, SearchMode
+from ragserve.store.edge_layout import LEGACY
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +92,8 @@ class QdrantServerStore:
         location: str | None = None,
         path: str | os.PathLike[str] | None = None,
         hnsw_ef: int | None = None,
+        version: str | None = None,
+        client: QdrantClient | None = None,
     ) -> None:
         if url is None and location is None and path is None:
             raise StoreError("QdrantServerStore needs a url, location=':memory:' or a path")
@@ -88,8 +102,15 @@ class QdrantServerStore:
         self._local = url is None
         self._where = url or location or str(path)
         self._hnsw_ef = hnsw_ef
+        self._pinned = version
+        self._bound: str | None = None
+        self._initial_meta: dict[str, Any] = {}
+        self._owns_client = client is None
+        self._args = (url, api_key, timeout_s, location, path)
         timeout = max(1, math.ceil(timeout_s))
-        if url is not None:
+        if client is not None:
+            self._client = client
+        elif url is not None:
             self._client = QdrantClient(
                 url=url, api_key=api_key, timeout=timeout, check_compatibility=False
             )
@@ -116,7 +137,11 @@ class QdrantServerStore:
         if stored is not None:
             check_schema(self._name, stored, schema)
         else:
+            first_version = self._pinned is None and self.live_version() is None
             self._create(schema)
+            if first_version:
+                self.publish_version("v1")
+                self._bound = "v1"
         self._schema = schema
 
     def stored_schema(self) -> IndexSchema | None:
@@ -127,7 +152,7 @@ class QdrantServerStore:
 
     def exists(self) -> bool:
         with self._errors("check the collection"):
-            return bool(self._client.collection_exists(self._name))
+            return bool(self._client.collection_exists(self._collection))
 
     def upsert(
         self, points: Sequence[IndexedChunk], page_meta: dict[str, dict[str, Any]] | None = None
@@ -140,7 +165,7 @@ class QdrantServerStore:
         with self._errors("write points"):
             for start in range(0, len(structs), _UPSERT_BATCH):
                 batch = structs[start : start + _UPSERT_BATCH]
-                self._client.upsert(self._name, points=batch, wait=True)
+                self._client.upsert(self._collection, points=batch, wait=True)
         return len(structs)
 
     def delete_page(self, url: str, keep_hash: str | None = None) -> int:
@@ -150,10 +175,10 @@ class QdrantServerStore:
             must_not.append(_match("document_hash", keep_hash))
         page = qm.Filter(must=[_match("url", url)], must_not=must_not)
         with self._errors("delete a page"):
-            doomed = self._client.count(self._name, count_filter=page, exact=True).count
+            doomed = self._client.count(self._collection, count_filter=page, exact=True).count
             if doomed:
                 self._client.delete(
-                    self._name, points_selector=qm.FilterSelector(filter=page), wait=True
+                    self._collection, points_selector=qm.FilterSelector(filter=page), wait=True
                 )
         return int(doomed)
 
@@ -163,7 +188,7 @@ class QdrantServerStore:
     def count(self) -> int:
         self._require_exists()
         with self._errors("count points"):
-            return int(self._client.count(self._name, exact=True).count)
+            return int(self._client.count(self._collection, exact=True).count)
 
     def search(
         self,
@@ -184,7 +209,7 @@ class QdrantServerStore:
         with self._errors("search"):
             if resolved == "hybrid":
                 response = self._client.query_points(
-                    self._name,
+                    self._collection,
                     prefetch=[
                         qm.Prefetch(
                             query=dense_query,
@@ -204,7 +229,7 @@ class QdrantServerStore:
                 )
             else:
                 response = self._client.query_points(
-                    self._name,
+                    self._collection,
                     query=dense_query if resolved == "dense" else sparse_query,
                     using=DENSE_VECTOR if resolved == "dense" else SPARSE_VECTOR,
                     query_filter=where,
@@ -227,21 +252,188 @@ class QdrantServerStore:
     def set_meta(self, meta: dict[str, Any]) -> None:
         merged = {**self.get_meta(), **meta}
         with self._errors("write collection metadata"):
-            self._client.update_collection(self._name, metadata={_META_KEY: merged})
+            self._client.update_collection(self._collection, metadata={_META_KEY: merged})
 
     def drop(self) -> None:
+        """A pinned handle drops its version; an unpinned one every version and the alias."""
         with self._errors("delete the collection"):
-            if self._client.collection_exists(self._name):
-                self._client.delete_collection(self._name)
+            if self._pinned is not None:
+                doomed = [self._concrete(self._pinned)]
+            else:
+                if self._alias_target() is not None:
+                    self._client.update_collection_aliases(
+                        change_aliases_operations=[
+                            qm.DeleteAliasOperation(
+                                delete_alias=qm.DeleteAlias(alias_name=self._name)
+                            )
+                        ]
+                    )
+                doomed = [self._concrete(name) for name in self._all_version_names()]
+            for name in doomed:
+                if self._client.collection_exists(name):
+                    self._client.delete_collection(name)
         self._schema = None
+        self._bound = None
 
     def close(self) -> None:
+        self._bound = None
+        if not self._owns_client:
+            return
         try:
             self._client.close()
         except Exception as exc:  # closing must not mask the caller's own outcome
             logger.warning("closing the Qdrant client failed: %s", exc)
 
+    # -- versions -----------------------------------------------------------
+
+    @property
+    def version(self) -> str | None:
+        """Pinned, or the live version this handle bound to on first use (None before:
+        finding out costs a request, and ``isinstance`` checks read this property)."""
+        return self._pinned or self._bound
+
+    def live_version(self) -> str | None:
+        with self._errors("read the collection alias"):
+            target = self._alias_target()
+            if target is not None:
+                return target.removeprefix(self._prefix)
+            return LEGACY if self._client.collection_exists(self._name) else None
+
+    def version_names(self) -> list[str]:
+        names = self._all_version_names()
+        return [name for name in names if self.at_version(name)._metadata() is not None]
+
+    def stage_version(self, *, seed: bool = True) -> QdrantServerStore:
+        live = self.live_version()
+        numbers = [int(name[1:]) for name in self._all_version_names() if name != LEGACY]
+        staged = self.at_version(f"v{max(numbers, default=0) + 1}")
+        seeded_from = live if seed else None
+        staged._initial_meta = draft_meta(seeded_from)
+        if seeded_from is not None:
+            source = self.at_version(seeded_from)
+            schema = source._require_schema()
+            staged._create(schema)
+            staged._schema = schema
+            staged._copy_points_from(source._collection)
+        return staged
+
+    def at_version(self, version: str) -> QdrantServerStore:
+        if version != LEGACY and not _VERSION_NAME.match(version):
+            raise VersionError(
+                f"'{version}' is not a version name; versions are called v1, v2, ... "
+                f"(see `ragserve index list`)"
+            )
+        url, api_key, timeout_s, location, path = self._args
+        return QdrantServerStore(
+            url,
+            self._name,
+            api_key=api_key,
+            timeout_s=timeout_s,
+            location=location,
+            path=path,
+            hnsw_ef=self._hnsw_ef,
+            version=version,
+            client=self._client,
+        )
+
+    def publish_version(self, version: str) -> None:
+        target = self.at_version(version)
+        if target._metadata() is None:
+            raise VersionError(
+                f"index '{self._name}' has no version {version} in Qdrant at {self._where}; "
+                f"see `ragserve index list`"
+            )
+        if version == LEGACY:
+            if self.live_version() != LEGACY:
+                raise VersionError(
+                    f"the pre-versions collection '{self._name}' cannot be made live again "
+                    f"once an alias replaced it; roll back to a numbered version"
+                )
+            return
+        operations: list[qm.AliasOperations] = []
+        with self._errors("switch the collection alias"):
+            if self._alias_target() is not None:
+                operations.append(
+                    qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=self._name))
+                )
+            elif self._client.collection_exists(self._name):
+                # Migration: the alias takes the old collection's name (see module docstring).
+                self._client.delete_collection(self._name)
+            operations.append(
+                qm.CreateAliasOperation(
+                    create_alias=qm.CreateAlias(
+                        collection_name=target._collection, alias_name=self._name
+                    )
+                )
+            )
+            self._client.update_collection_aliases(change_aliases_operations=operations)
+
+    def drop_version(self, version: str) -> None:
+        if version == self.live_version():
+            raise VersionError(
+                f"version {version} of index '{self._name}' is live; switch to another "
+                f"first (`ragserve index rollback`)"
+            )
+        doomed = self.at_version(version)._collection
+        with self._errors("delete a version"):
+            if self._client.collection_exists(doomed):
+                self._client.delete_collection(doomed)
+
     # -- internals ----------------------------------------------------------
+
+    @property
+    def _prefix(self) -> str:
+        return f"{self._name}__"
+
+    def _concrete(self, version: str) -> str:
+        return self._name if version == LEGACY else f"{self._prefix}{version}"
+
+    @property
+    def _collection(self) -> str:
+        """The real collection this handle uses; an unpinned one binds to the live one."""
+        if self._pinned is not None:
+            return self._concrete(self._pinned)
+        if self._bound is None:
+            self._bound = self.live_version()
+        return self._concrete(self._bound or "v1")
+
+    def _alias_target(self) -> str | None:
+        for alias in self._client.get_aliases().aliases:
+            if alias.alias_name == self._name:
+                return str(alias.collection_name)
+        return None
+
+    def _all_version_names(self) -> list[str]:
+        """Versions present in any state, oldest first (legacy first)."""
+        with self._errors("list collections"):
+            collections = [item.name for item in self._client.get_collections().collections]
+        numbered = sorted(
+            int(match.group(1))
+            for name in collections
+            if name.startswith(self._prefix)
+            and (match := _VERSION_NAME.match(name.removeprefix(self._prefix)))
+        )
+        legacy = [LEGACY] if self._name in collections else []
+        return legacy + [f"v{number}" for number in numbered]
+
+    def _copy_points_from(self, source: str) -> None:
+        """Seed this version with every point of ``source`` (vectors and payload)."""
+        offset: Any = None
+        while True:
+            with self._errors("copy the live version"):
+                records, offset = self._client.scroll(
+                    source, limit=_UPSERT_BATCH, offset=offset, with_payload=True, with_vectors=True
+                )
+                if records:
+                    structs = [
+                        qm.PointStruct(
+                            id=record.id, vector=record.vector or {}, payload=record.payload
+                        )
+                        for record in records
+                    ]
+                    self._client.upsert(self._collection, points=structs, wait=True)
+            if offset is None:
+                return
 
     def _create(self, schema: IndexSchema) -> None:
         distance = _DISTANCES.get(schema.distance.lower())
@@ -251,14 +443,14 @@ class QdrantServerStore:
             )
         with self._errors("create the collection"):
             self._client.create_collection(
-                self._name,
+                self._collection,
                 vectors_config={
                     DENSE_VECTOR: qm.VectorParams(size=schema.dimension, distance=distance)
                 },
                 sparse_vectors_config={
                     SPARSE_VECTOR: qm.SparseVectorParams(modifier=qm.Modifier.IDF)
                 },
-                metadata={_SCHEMA_KEY: schema.to_dict(), _META_KEY: {}},
+                metadata={_SCHEMA_KEY: schema.to_dict(), _META_KEY: dict(self._initial_meta)},
             )
             if not self._local:  # local mode ignores payload indexes (and warns)
                 for key in KEYWORD_INDEXED:
@@ -268,7 +460,7 @@ class QdrantServerStore:
     def _create_keyword_index(self, key: str, *, prefix: bool) -> None:
         params = qm.KeywordIndexParams(type=qm.KeywordIndexType.KEYWORD, prefix=prefix or None)
         try:
-            self._client.create_payload_index(self._name, key, field_schema=params, wait=True)
+            self._client.create_payload_index(self._collection, key, field_schema=params, wait=True)
         except UnexpectedResponse as exc:
             if not prefix:
                 raise
@@ -277,13 +469,13 @@ class QdrantServerStore:
                 "Qdrant rejected a prefix index on '%s' (%s); using a plain one", key, exc
             )
             plain = qm.KeywordIndexParams(type=qm.KeywordIndexType.KEYWORD)
-            self._client.create_payload_index(self._name, key, field_schema=plain, wait=True)
+            self._client.create_payload_index(self._collection, key, field_schema=plain, wait=True)
 
     def _metadata(self) -> dict[str, Any] | None:
         with self._errors("read the collection"):
-            if not self._client.collection_exists(self._name):
+            if not self._client.collection_exists(self._collection):
                 return None
-            info = self._client.get_collection(self._name)
+            info = self._client.get_collection(self._collection)
         metadata: dict[str, Any] = dict(info.config.metadata or {})
         return metadata
 
@@ -304,7 +496,7 @@ class QdrantServerStore:
         while True:
             with self._errors("read points"):
                 records, offset = self._client.scroll(
-                    self._name,
+                    self._collection,
                     limit=SCROLL_PAGE,
                     offset=offset,
                     with_payload=fields,
@@ -346,6 +538,9 @@ class QdrantServerStore:
             ) from exc
         except (ValueError, RuntimeError) as exc:  # local mode raises these directly
             raise StoreError(f"Qdrant could not {action} for '{self._name}': {exc}") from exc
+
+
+_VERSION_NAME = re.compile(r"^v(\d+)$")
 
 
 def _root_cause(exc: BaseException) -> str:
