@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
-	$(BIN)/pip install -q -e ".[dev,llamacpp,bench]"
+	$(BIN)/pip install -q -e ".[dev,llamacpp,bench,browser]"
 	touch $@
 
 setup: $(VENV)/.installed

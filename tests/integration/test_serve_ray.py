@@ -134,3 +134,30 @@ def test_edge_index_keeps_one_replica_per_deployment_and_config_renders(served: 
     assert "port: 9999" in rendered
     assert "secret" not in rendered
     assert json.dumps("k-secret") not in rendered
+
+
+def test_web_page_status_and_feedback_over_ray_serve(served: str) -> None:
+    page = httpx.get(f"{served}/", timeout=30)
+    script = httpx.get(f"{served}/ui/chat.js", timeout=30)
+    status = httpx.get(f"{served}/api/status", timeout=30)
+    answer = httpx.post(f"{served}/query", json={"query": QUESTION}, timeout=60).json()
+    feedback = httpx.post(
+        f"{served}/feedback",
+        json={
+            "rating": "up",
+            "question": QUESTION,
+            "answer": answer["answer"],
+            "sources": [{"n": s["n"], "url": s["url"]} for s in answer["sources"]],
+            "source": answer["sources"][0]["url"],
+        },
+        timeout=30,
+    )
+
+    assert page.status_code == 200
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert status.status_code == 200
+    assert status.json()["index"]["points"] == 10  # read in the replica that holds the index
+    assert status.json()["llm"]["reachable"] is True
+    assert feedback.status_code == 200
+    assert len(feedback.json()["id"]) == 32

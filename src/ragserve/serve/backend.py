@@ -14,7 +14,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import AsyncGenerator, Callable, Iterator
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from starlette.concurrency import run_in_threadpool
 
@@ -49,6 +49,10 @@ class AgentLike(Protocol):
         """Why the service cannot answer now (empty when ready)."""
         ...
 
+    async def index_info(self) -> dict[str, Any]:
+        """The index for the status page (``ragserve.serve.status.index_info``)."""
+        ...
+
     async def warm_up(self) -> None:
         """Load models and open the index before traffic arrives."""
         ...
@@ -72,6 +76,11 @@ class LocalAgent:
 
     async def readiness(self) -> list[str]:
         return await run_in_threadpool(readiness_problems, self.agent)
+
+    async def index_info(self) -> dict[str, Any]:
+        from ragserve.serve.status import index_info
+
+        return await run_in_threadpool(index_info, self.agent)
 
     async def warm_up(self) -> None:
         await run_in_threadpool(self.agent.warm_up)
