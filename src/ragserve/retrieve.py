@@ -23,6 +23,8 @@ from ragserve.store.base import SearchFilter, SearchMode, VectorStore
 from ragserve.store.sparse import SparseEncoder
 
 _SPACE = re.compile(r"\s+")
+#: Reciprocal-rank constant for fusing the first stage with the reranker.
+RRF_K = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,11 +104,38 @@ class Retriever:
 
         if self.reranker is not None:
             t2 = time.perf_counter()
-            ranked = self.reranker.rerank(question, ranked[: self.settings.rerank_candidates])
+            head = ranked[: self.settings.rerank_candidates]
+            rescored = self.reranker.rerank(question, head)
+            ranked = fuse_ranks(head, rescored, weight=self.settings.rerank_weight)
             timings["rerank"] = time.perf_counter() - t2
         if self.settings.min_score is not None:
             ranked = [c for c in ranked if c.score >= self.settings.min_score]
         return Retrieval(chunks=ranked[:k], timings=timings)
+
+
+def fuse_ranks(
+    first: Sequence[ScoredChunk],
+    rescored: Sequence[ScoredChunk],
+    *,
+    weight: float,
+    rrf_k: int = RRF_K,
+) -> list[ScoredChunk]:
+    """Combine the first-stage order with a reranker's by weighted reciprocal rank.
+
+    A cross-encoder alone throws away what the first stage knew (on the Ray
+    docs it ranked worse by itself); fused by rank, each list votes
+    ``1 / (rrf_k + rank)``, the reranker's vote times ``weight``. The score of
+    each returned chunk is the reranker's, so ``min_score`` keeps its meaning.
+    ``weight=0`` keeps the first-stage order.
+    """
+    first_rank = {scored.chunk.id: rank for rank, scored in enumerate(first, start=1)}
+    rerank_rank = {scored.chunk.id: rank for rank, scored in enumerate(rescored, start=1)}
+
+    def fused(scored: ScoredChunk) -> float:
+        chunk_id = scored.chunk.id
+        return 1.0 / (rrf_k + first_rank[chunk_id]) + weight / (rrf_k + rerank_rank[chunk_id])
+
+    return sorted(rescored, key=fused, reverse=True)
 
 
 def diversify(chunks: Sequence[ScoredChunk], *, max_per_page: int) -> list[ScoredChunk]:

@@ -9,6 +9,7 @@ cluster.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -128,12 +129,14 @@ def rows_to_chunks(batch: Batch) -> list[Chunk]:
 class EmbedBatch:
     """Ray Data actor: loads the embedder once, then embeds batch after batch."""
 
-    def __init__(self, settings: EmbedSettings, threads: int | None = None) -> None:
-        from ragserve.embed import SentenceTransformerEmbedder
+    def __init__(
+        self, settings: EmbedSettings, models_dir: Path, threads: int | None = None
+    ) -> None:
+        from ragserve.embed import build_embedder
 
         # Ray pins OMP threads to the actor's num_cpus; embedding is the
-        # bottleneck of CPU ingest, so torch gets the cores we were given.
-        self._embedder = SentenceTransformerEmbedder(settings, threads=threads)
+        # bottleneck of CPU ingest, so the encoder gets the cores we were given.
+        self._embedder = build_embedder(settings, models_dir=models_dir, threads=threads)
         self._embedder.warm_up()
 
     def __call__(self, batch: Batch) -> Batch:
