@@ -92,7 +92,8 @@ def test_ingest_killed_midway_leaves_the_live_version_and_resumes_without_duplic
     assert stored_point_ids(settings) == before  # the build died beside the live version
 
     resumed = run_ingest(str(small_corpus), settings)
-    assert resumed.published and resumed.version == "v2"  # the dead draft left no trace
+    assert resumed.published
+    assert resumed.version == "v2"  # the dead draft left no trace
     reference = run_ingest(str(small_corpus), make_settings(**{"store.collection": "ref"}))
     assert resumed.points_total == reference.points_total
     assert stored_point_ids(settings) == stored_point_ids(
