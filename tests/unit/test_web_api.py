@@ -219,3 +219,14 @@ def test_heading_path_is_part_of_every_source(index_dir: Path, agent: QueryAgent
     source = body.json()["sources"][0]
     assert source["heading_path"] == ["HTTP ingress", "Streaming"]
     assert json.dumps(source)  # plain JSON values only
+
+
+def test_status_shows_the_gate_score_recorded_with_the_version(tmp_path: Path) -> None:
+    build_index(tmp_path)
+    agent = QueryAgent(settings_for(tmp_path), embedder=shared_embedder())
+    outcome = {"passed": True, "retrieval_score": 0.7, "evaluated_at": 1.0, "report": "r.html"}
+    agent.store.set_meta({"eval": {**outcome, "questions": "dev.jsonl", "reasons": []}})
+
+    body = call(create_app(settings_for(tmp_path), agent), "GET", "/api/status").json()
+
+    assert body["index"]["last_eval"] == {**outcome, "questions": "dev.jsonl"}

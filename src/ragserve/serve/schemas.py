@@ -30,6 +30,7 @@ FilterValue = StrictStr | StrictInt | StrictBool | list[StrictStr] | list[Strict
 _FILTER_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,63}$")
 MAX_FILTER_KEYS = 16
 MAX_FILTER_VALUES = 100
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 class _Strict(BaseModel):
@@ -45,7 +46,8 @@ class _QuestionRequest(_Strict):
         description="The question (``question`` is accepted as a synonym).",
         examples=["How do I scale a deployment?"],
     )
-    k: int | None = Field(None, ge=1, le=100, description="Number of sources [settings].")
+    # Strict: "5", 5.0 and true are refused, not coerced (a client bug should be seen).
+    k: StrictInt | None = Field(None, ge=1, le=100, description="Number of sources [settings].")
     filters: dict[str, FilterValue] | None = Field(
         None,
         description=(
@@ -76,6 +78,8 @@ class _QuestionRequest(_Strict):
                 raise ValueError(f"filter {key!r} needs 1 to {MAX_FILTER_VALUES} values")
             if key == "url_prefix" and not isinstance(item, str):
                 raise ValueError("filter 'url_prefix' takes one string")
+            for one in item if isinstance(item, list) else [item]:
+                _check_filter_value(key, one)
         return value
 
     def search_filter(self) -> SearchFilter | None:
@@ -85,6 +89,25 @@ class _QuestionRequest(_Strict):
         equals = {key: value for key, value in self.filters.items() if key != "url_prefix"}
         prefix = self.filters.get("url_prefix")
         return SearchFilter(equals=equals, url_prefix=prefix if isinstance(prefix, str) else None)
+
+
+def _check_filter_value(key: str, value: str | int | bool) -> None:
+    """Values the store can hold: 64-bit integers, strings that are valid Unicode."""
+    if isinstance(value, int) and not isinstance(value, bool) and not (
+        INT64_MIN <= value <= INT64_MAX
+    ):
+        raise ValueError(f"filter {key!r}: {value} does not fit a 64-bit integer")
+    if isinstance(value, str) and has_lone_surrogate(value):
+        raise ValueError(f"filter {key!r}: the value holds a lone UTF-16 surrogate")
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """True if ``text`` holds an unpaired surrogate (JSON's ``"\\ud800"``): not encodable."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 class SearchRequest(_QuestionRequest):
@@ -98,7 +121,7 @@ class SearchRequest(_QuestionRequest):
 class QueryRequest(_QuestionRequest):
     """A question to answer; ``stream`` switches to Server-Sent Events."""
 
-    stream: bool = Field(False, description="Stream the answer as Server-Sent Events.")
+    stream: StrictBool = Field(False, description="Stream the answer as Server-Sent Events.")
 
 
 class SourceOut(BaseModel):
@@ -216,6 +239,7 @@ class StatusIndex(BaseModel):
     schema_: dict[str, Any] | None = Field(None, alias="schema")
     last_ingest: dict[str, Any] | None
     index_version: str | None
+    last_eval: dict[str, Any] | None = None
     error: str | None
 
 
@@ -250,6 +274,14 @@ class ChatMessage(BaseModel):
     role: str = Field(max_length=64)
     content: str | list[dict[str, Any]] | None = None
 
+    @field_validator("content")
+    @classmethod
+    def _encodable(cls, value: str | list[dict[str, Any]] | None) -> Any:
+        parts = [value] if isinstance(value, str) else [str(p.get("text", "")) for p in value or []]
+        if any(has_lone_surrogate(part) for part in parts):
+            raise ValueError("the message holds a lone UTF-16 surrogate; send valid Unicode")
+        return value
+
     def text(self) -> str:
         """The message text; multi-part content contributes its ``text`` parts."""
         if isinstance(self.content, str):
@@ -268,7 +300,7 @@ class ChatCompletionRequest(BaseModel):
 
     model: str = "ragserve"
     messages: list[ChatMessage] = Field(min_length=1, max_length=256)
-    stream: bool = False
+    stream: StrictBool = False
 
     def question(self) -> str | None:
         """The last user message, which is the question to answer."""

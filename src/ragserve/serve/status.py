@@ -51,6 +51,7 @@ def index_info(agent: QueryAgent) -> dict[str, Any]:
         "schema": None,
         "last_ingest": None,
         "index_version": None,
+        "last_eval": None,
         "error": None,
     }
     try:
@@ -58,8 +59,10 @@ def index_info(agent: QueryAgent) -> dict[str, Any]:
         if not store.exists():
             return info
         schema = store.stored_schema()
-        last = store.get_meta().get("last_ingest")
+        meta = store.get_meta()
+        last = meta.get("last_ingest")
         info.update(
+            last_eval=_eval_summary(meta.get("eval")),
             exists=True,
             points=store.count(),
             schema=schema.to_dict() if schema else None,
@@ -88,6 +91,14 @@ def _store_version(store: object) -> str | None:
     if callable(version):
         version = version()
     return str(version) if version else None
+
+
+def _eval_summary(evaluation: Any) -> dict[str, Any] | None:
+    """The quality gate's outcome recorded with this version (``ingest --eval``)."""
+    if not isinstance(evaluation, dict) or "retrieval_score" not in evaluation:
+        return None
+    keys = ("retrieval_score", "passed", "evaluated_at", "questions", "report")
+    return {key: evaluation.get(key) for key in keys}
 
 
 def _ingest_summary(last: Any) -> dict[str, Any] | None:

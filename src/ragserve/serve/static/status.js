@@ -42,7 +42,18 @@ function indexCard(index) {
         : null,
     ],
     ["Version", index.index_version],
+    ...evalRows(index.last_eval),
   ]);
+}
+
+function evalRows(evaluation) {
+  if (!evaluation) return [["Last eval", "none recorded (ragserve ingest --eval FILE records one)"]];
+  const score = typeof evaluation.retrieval_score === "number" ? evaluation.retrieval_score.toFixed(3) : "–";
+  return [
+    ["Last eval", state(evaluation.passed !== false, `retrieval score ${score}`, `retrieval score ${score} (gate failed)`)],
+    ["Evaluated", formatWhen(evaluation.evaluated_at)],
+    ["Report", evaluation.report ? el("code", { text: String(evaluation.report) }) : null],
+  ];
 }
 
 function ingestCard(last) {
