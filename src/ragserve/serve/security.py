@@ -41,6 +41,12 @@ def is_loopback(host: str) -> bool:
 
 def auth_required(settings: ServeSettings) -> bool:
     """Whether requests need a key; raises ``ConfigError`` for unsafe or useless setups."""
+    secrets = [key.get_secret_value() for key in settings.api_keys]
+    if any(secret and not secret.strip() for secret in secrets):
+        raise ConfigError(
+            "an API key in serve.api_keys is blank (only whitespace): no client can present "
+            "it. Remove it or set a long random key"
+        )
     keys = [key for key in settings.api_keys if key.get_secret_value()]
     if settings.require_auth is False:
         if not is_loopback(settings.host):
