@@ -21,6 +21,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     field_validator,
+    model_validator,
 )
 
 from ragserve.store.base import SearchFilter
@@ -93,8 +94,10 @@ class _QuestionRequest(_Strict):
 
 def _check_filter_value(key: str, value: str | int | bool) -> None:
     """Values the store can hold: 64-bit integers, strings that are valid Unicode."""
-    if isinstance(value, int) and not isinstance(value, bool) and not (
-        INT64_MIN <= value <= INT64_MAX
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and not (INT64_MIN <= value <= INT64_MAX)
     ):
         raise ValueError(f"filter {key!r}: {value} does not fit a 64-bit integer")
     if isinstance(value, str) and has_lone_surrogate(value):
@@ -188,7 +191,7 @@ class FeedbackSourceIn(_Strict):
     n: int = Field(ge=1, le=100)
     url: str = Field(min_length=1, max_length=2048)
     title: str = Field("", max_length=1000)
-    score: float | None = None
+    score: float | None = Field(None, allow_inf_nan=False)
 
 
 class FeedbackRequest(_Strict):
@@ -216,6 +219,15 @@ class FeedbackRequest(_Strict):
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value.strip() or None if value is not None else None
+
+    @model_validator(mode="after")
+    def _encodable(self) -> FeedbackRequest:
+        texts = [self.question, self.answer, self.source, self.comment, self.index_version]
+        texts += [self.request_id, self.llm]
+        texts += [text for item in self.sources for text in (item.url, item.title)]
+        if any(text is not None and has_lone_surrogate(text) for text in texts):
+            raise ValueError("the feedback holds a lone UTF-16 surrogate; send valid Unicode")
+        return self
 
     def marked_source(self) -> str | None:
         """``source`` when it is one of the answer's citations; else a ``ValueError``."""
