@@ -17,6 +17,9 @@ SHARED = REPO.parent / "shared"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# The default generator is the offline model when it is fetched (make test fetches it);
+# tests pin the model-free one, and the offline model's own tests ask for it by name.
+os.environ.setdefault("RAGSERVE_LLM__PROVIDER", "extractive")
 
 
 @pytest.fixture(scope="session")

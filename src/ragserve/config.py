@@ -124,7 +124,7 @@ class LLMSettings(BaseModel):
     #: ``auto``: the offline instruct model (``local``) when it is fetched and its
     #: engine installed, else ``extractive``. ``local``: Qwen2.5-Coder-0.5B-Instruct
     #: on prebuilt llama.cpp (xllamacpp). ``llamacpp``: any GGUF via llama-cpp-python.
-    provider: Literal["auto", "extractive", "openai", "llamacpp", "local"] = "extractive"
+    provider: Literal["auto", "extractive", "openai", "llamacpp", "local"] = "auto"
     base_url: str = "https://api.openai.com/v1"
     api_key: SecretStr | None = None
     model: str = "gpt-4o-mini"

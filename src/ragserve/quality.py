@@ -128,7 +128,9 @@ def _generator_names(settings: Settings, generators: Sequence[str] | None) -> li
 
 def _judge_name(settings: Settings, judge: str | None) -> str | None:
     if judge == AUTO_JUDGE:
-        return settings.llm.provider if settings.llm.provider != "extractive" else None
+        # "auto" is the 0.5B offline model at best: too weak to grade answers.
+        provider = settings.llm.provider
+        return provider if provider not in ("extractive", "auto") else None
     if judge in (None, "none"):
         return None
     if judge not in PROVIDERS or judge == "extractive":
@@ -151,7 +153,7 @@ def settings_for_provider(settings: Settings, provider: str) -> Settings:
 def start_llm(settings: Settings, provider: str) -> LLM:
     """Build ``provider``'s backend and check it answers (loads a local model, pings an
     endpoint), so a generator that cannot work fails once, up front, with its reason."""
-    llm = build_llm(settings_for_provider(settings, provider).llm)
+    llm = build_llm(settings_for_provider(settings, provider).llm, settings.models_dir)
     llm.check()
     return llm
 

@@ -12,11 +12,12 @@ from ragserve.errors import ConfigError
 pytestmark = pytest.mark.unit
 
 
-def test_defaults_are_the_embedded_offline_setup() -> None:
+def test_defaults_are_the_embedded_offline_setup(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RAGSERVE_LLM__PROVIDER", raising=False)  # conftest pins extractive
     settings = load_settings()
     assert settings.store.backend == "edge"
     assert settings.embed.model == "all-MiniLM-L6-v2"
-    assert settings.llm.provider == "extractive"
+    assert settings.llm.provider == "auto"  # the offline model if fetched, else extractive
     assert settings.ingest.chunk_size == 512
 
 

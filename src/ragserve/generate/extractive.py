@@ -104,7 +104,9 @@ class ExtractiveLLM:
     def _select(self, question: str, blocks: Sequence[SourceBlock]) -> list[_Passage]:
         """The best passage of each of the most relevant sources, best first."""
         sentences = {block.n: _sentences(block.text) for block in blocks}
-        weights = _term_weights(_terms(question), [s for ss in sentences.values() for s in ss])
+        weights = _term_weights(
+            content_terms(question), [s for ss in sentences.values() for s in ss]
+        )
         passages = [
             passage
             for block in blocks
@@ -130,7 +132,9 @@ class ExtractiveLLM:
         return _Passage(n=n, text=text, score=best[0][0])
 
 
-def _terms(text: str) -> set[str]:
+def content_terms(text: str) -> set[str]:
+    """Lower-cased, plural-folded words of ``text`` without stop words (shared with
+    ``ragserve.generate.citations``, which matches answer sentences to sources)."""
     return {_stem(word) for word in _WORD.findall(text.lower()) if word not in _STOPWORDS}
 
 
@@ -145,7 +149,7 @@ def _stem(word: str) -> str:
 
 def _term_weights(question_terms: set[str], sentences: Sequence[str]) -> dict[str, float]:
     """Inverse sentence frequency of each question term: rare words decide."""
-    sentence_terms = [_terms(sentence) for sentence in sentences]
+    sentence_terms = [content_terms(sentence) for sentence in sentences]
     total = len(sentence_terms) or 1
     return {
         term: math.log(1 + total / (1 + sum(term in terms for terms in sentence_terms)))
@@ -154,7 +158,7 @@ def _term_weights(question_terms: set[str], sentences: Sequence[str]) -> dict[st
 
 
 def _score(sentence: str, weights: dict[str, float]) -> float:
-    return sum(weights.get(term, 0.0) for term in _terms(sentence))
+    return sum(weights.get(term, 0.0) for term in content_terms(sentence))
 
 
 def _sentences(text: str) -> list[str]:
