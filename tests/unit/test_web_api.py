@@ -230,3 +230,15 @@ def test_status_shows_the_gate_score_recorded_with_the_version(tmp_path: Path) -
     body = call(create_app(settings_for(tmp_path), agent), "GET", "/api/status").json()
 
     assert body["index"]["last_eval"] == {**outcome, "questions": "dev.jsonl"}
+
+
+def test_feedback_that_cannot_be_stored_as_text_is_a_422(tmp_path: Path, agent: QueryAgent) -> None:
+    app = create_app(settings_for(tmp_path), agent)
+    payload = '{"rating": "up", "question": "\\ud800 broken", "answer": "a"}'  # JSON escape
+
+    response = call(
+        app, "POST", "/feedback", content=payload, headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 422  # SQLite could not store it: refused, never a 500
+    assert "question" in response.json()["error"]["message"]

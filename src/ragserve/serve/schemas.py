@@ -21,7 +21,6 @@ from pydantic import (
     StrictInt,
     StrictStr,
     field_validator,
-    model_validator,
 )
 
 from ragserve.store.base import SearchFilter
@@ -219,15 +218,6 @@ class FeedbackRequest(_Strict):
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value.strip() or None if value is not None else None
-
-    @model_validator(mode="after")
-    def _encodable(self) -> FeedbackRequest:
-        texts = [self.question, self.answer, self.source, self.comment, self.index_version]
-        texts += [self.request_id, self.llm]
-        texts += [text for item in self.sources for text in (item.url, item.title)]
-        if any(text is not None and has_lone_surrogate(text) for text in texts):
-            raise ValueError("the feedback holds a lone UTF-16 surrogate; send valid Unicode")
-        return self
 
     def marked_source(self) -> str | None:
         """``source`` when it is one of the answer's citations; else a ``ValueError``."""
