@@ -21,7 +21,7 @@ from pathlib import Path
 from ragserve.config import DEFAULT_EMBED_MODEL, EmbedSettings, Settings
 from ragserve.documents import Chunk, chunk_id, content_hash
 from ragserve.embed import Embedder, build_embedder
-from ragserve.store import IndexedChunk, IndexSchema, SparseEncoder
+from ragserve.store import SPARSE_ENCODING, IndexedChunk, IndexSchema, SparseEncoder
 from ragserve.store.edge import EdgeStore
 
 BASE = "https://docs.example.org/serve"
@@ -162,6 +162,7 @@ def build_index(
         dimension=embedder.dimension,
         chunk_size=512,
         chunk_overlap=50,
+        sparse=SPARSE_ENCODING,
     )
     with EdgeStore(data_dir, collection) as store:
         store.open(schema, recreate=True)
