@@ -517,3 +517,21 @@ def test_stub_page_object_keeps_the_page_heading_section() -> None:
         ),
         ("ray-data-dataset", ("ray.data.Dataset",), "See also the user guide."),
     ]
+
+
+def test_docbook_named_anchor_inside_the_heading_is_the_section_anchor() -> None:
+    # DocBook (git's user manual, many GNU manuals) writes <h2><a name="x"></a>Title</h2>.
+    html = (
+        "<html><body><div class='book'>"
+        "<h2 class='title'><a name='reflogs'></a>Reflogs</h2><p>Reflogs record every update.</p>"
+        "<h3 class='title'><a id='undo-merge'></a>Undoing a merge</h3><p>Use git reset.</p>"
+        "<h3 class='title'><a href='#reflogs'>Back to reflogs</a></h3><p>Linked, not named.</p>"
+        "</div></body></html>"
+    )
+    sections = extract_sections(Document(url=PAGE_URL, content=html))
+    assert section_with(sections, "Reflogs record").anchor == "reflogs"
+    assert section_with(sections, "Use git reset").anchor == "undo-merge"
+    # A link to elsewhere is not the heading's own anchor: it links to the section above.
+    linked = section_with(sections, "Linked, not named")
+    assert linked.heading_path == ("Reflogs", "Back to reflogs")
+    assert linked.anchor == "reflogs"

@@ -260,7 +260,9 @@ def heading_anchor(node: LexborNode, attributes: dict[str, Any]) -> str:
 
     MkDocs, Docusaurus, VitePress and Starlight put the id on the heading;
     Sphinx puts it on the wrapping ``<section>`` (or ``<div class="section">``)
-    and repeats it in the heading's permalink (``a.headerlink``).
+    and repeats it in the heading's permalink (``a.headerlink``). DocBook and
+    older generators put an empty named anchor inside the heading
+    (``<h2><a name="reflogs"></a>Reflogs</h2>``).
     """
     anchor = attributes.get("id") or ""
     if anchor:
@@ -270,6 +272,9 @@ def heading_anchor(node: LexborNode, attributes: dict[str, Any]) -> str:
         link_class = link.attributes.get("class") or ""
         if "#" in href and ("headerlink" in link_class or "hash-link" in link_class):
             return href.split("#", 1)[1]
+        target = link.attributes.get("id") or link.attributes.get("name")
+        if target and not href:
+            return str(target)
     parent = node.parent
     if parent is not None and parent.tag in ("section", "div"):
         parent_id = parent.attributes.get("id")
