@@ -22,7 +22,7 @@ from ragserve.documents import Answer, ScoredChunk, Source
 from ragserve.embed import Embedder, build_embedder
 from ragserve.errors import IndexNotFoundError, LLMError, QueryError, SchemaMismatchError
 from ragserve.generate import LLM, NO_ANSWER, ExtractiveLLM, build_llm, build_prompt
-from ragserve.generate.citations import attach_citations
+from ragserve.generate.citations import cite_from_chunks
 from ragserve.rerank import Reranker, build_reranker
 from ragserve.retrieve import Retrieval, Retriever
 from ragserve.store import SearchFilter, VectorStore, open_store
@@ -262,7 +262,7 @@ class QueryAgent:
         text = "".join(parts).strip()
         if not degraded and not isinstance(llm, ExtractiveLLM):
             # A small model forgets [n]; cite each sentence from the source it is drawn from.
-            text = attach_citations(text, [scored.chunk.text for scored in chunks[: len(sources)]])
+            text = cite_from_chunks(text, chunks[: len(sources)])
         yield AnswerEvent(kind="sources", sources=tuple(sources))
         usage = _usage(llm, prompt.user, text)
         grounded, grounding_warnings = check_citations(text, len(sources))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ragserve.agent import check_citations
-from ragserve.generate.citations import attach_citations, supporting_source
+from ragserve.documents import Chunk, ScoredChunk
+from ragserve.generate.citations import attach_citations, cite_from_chunks, supporting_source
 from ragserve.generate.extractive import content_terms
 
 SOURCES = [
@@ -91,3 +92,22 @@ def test_ties_go_to_the_higher_ranked_source() -> None:
 
 def test_no_sources_means_no_change() -> None:
     assert attach_citations("Each replica is a Ray actor.", []) == "Each replica is a Ray actor."
+
+
+def test_chunk_headings_count_as_source_words() -> None:
+    chunk = Chunk(
+        id="a",
+        text="Add min_replicas and max_replicas to the config.",
+        url="https://docs.example.org/scaling.html",
+        section_url="https://docs.example.org/scaling.html#autoscaling",
+        title="Scaling",
+        heading_path=("Scaling", "Autoscaling a deployment"),
+        ordinal=0,
+        document_hash="h",
+        chunk_count=1,
+    )
+    answer = "Autoscaling a deployment requires setting min_replicas and max_replicas."
+    assert attach_citations(answer, [chunk.text]) == answer  # 3 of 7 words: not enough
+    assert cite_from_chunks(answer, [ScoredChunk(chunk=chunk, score=1.0)]) == (
+        "Autoscaling a deployment requires setting min_replicas and max_replicas [1]."
+    )
