@@ -33,6 +33,7 @@ from ragserve.evaluate import (
     page_of,
 )
 from ragserve.generate import EXTRACTIVE_LABEL, LLM, Prompt, build_llm
+from ragserve.generate.factory import resolve_provider
 from ragserve.grading import answer_body, judge_prompt, parse_judge_score
 from ragserve.retrieve import Retrieval
 from ragserve.store.base import SearchMode
@@ -116,14 +117,19 @@ def _meta(settings: Settings, k: int, mode: SearchMode | None) -> dict[str, Any]
 
 
 def _generator_names(settings: Settings, generators: Sequence[str] | None) -> list[str]:
-    names = list(dict.fromkeys(name.strip() for name in generators or [settings.llm.provider]))
+    """Generator names as the summary shows them: ``auto`` becomes what it resolves to."""
+    names = [name.strip() for name in generators or [settings.llm.provider]]
     unknown = [name for name in names if name not in PROVIDERS]
     if unknown or not names:
         raise ConfigError(
             f"unknown generator {', '.join(map(repr, unknown)) or '(none)'}; "
-            f"choose from {', '.join(PROVIDERS)}, e.g. --generators extractive,llamacpp"
+            f"choose from {', '.join(PROVIDERS)}, e.g. --generators extractive,local"
         )
-    return names
+    resolved = (
+        resolve_provider(settings_for_provider(settings, name).llm, settings.models_dir)
+        for name in names
+    )
+    return list(dict.fromkeys(resolved))
 
 
 def _judge_name(settings: Settings, judge: str | None) -> str | None:
@@ -144,7 +150,9 @@ def _judge_name(settings: Settings, judge: str | None) -> str | None:
 def settings_for_provider(settings: Settings, provider: str) -> Settings:
     """``settings`` with only ``llm.provider`` changed (a copy; ``settings`` is untouched)."""
     try:
-        llm = LLMSettings.model_validate({**settings.llm.model_dump(), "provider": provider})
+        # exclude_unset: backends read which settings were chosen (e.g. local's answer cap).
+        values = {**settings.llm.model_dump(exclude_unset=True), "provider": provider}
+        llm = LLMSettings.model_validate(values)
     except ValidationError as exc:
         raise ConfigError(f"cannot configure generator {provider!r}: {exc}") from exc
     return settings.model_copy(update={"llm": llm})

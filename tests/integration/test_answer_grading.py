@@ -188,3 +188,19 @@ def test_settings_for_a_provider_leave_the_original_untouched(index_settings: Se
     assert copy.llm.provider == "llamacpp"
     assert index_settings.llm.provider == "extractive"
     assert copy.store == index_settings.store
+
+
+def test_auto_is_reported_as_the_generator_it_resolves_to(
+    index_settings: Settings, questions_file: Path, tmp_path: Path
+) -> None:
+    # No offline model in this models folder: "auto" answers extractively, and says so.
+    settings = index_settings.model_copy(update={"models_dir": tmp_path / "no-models"})
+    agent = QueryAgent(settings, embedder=shared_embedder())
+
+    result = run_eval(
+        settings, questions_file, answers=True, generators=["auto", "extractive"], agent=agent
+    )
+
+    answers = result.summary()["answers"]
+    assert answers["generators"] == ["extractive"]
+    assert answers["by_generator"]["extractive"]["n_answered"] == 3
