@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -214,13 +215,22 @@ class _IngestProgress:
         self._tasks: dict[str, Any] = {}
         self._counts: dict[str, tuple[int, int | None]] = {}
         self._interval_s = interval_s
-        self._started = self._last_line = time.monotonic()
+        self._started = time.monotonic()
+        # A timer, not the callbacks, prints: a phase that reports nothing for
+        # minutes (a model loading, a first batch embedding) still shows it is alive.
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name="ingest-progress", daemon=True)
 
     def __enter__(self) -> _IngestProgress:
         self._progress.__enter__()
+        if not self._bars:
+            self._ticker.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._ticker.is_alive():
+            self._ticker.join()
         self._progress.__exit__(None, None, None)
 
     def __call__(self, stage: str, done: int, total: int | None) -> None:
@@ -231,10 +241,11 @@ class _IngestProgress:
             self._progress.update(self._tasks[stage], completed=done, total=total)
             return
         self._counts[stage] = (done, total)
-        now = time.monotonic()
-        if now - self._last_line >= self._interval_s:
-            self._last_line = now
-            print(progress_line(self._counts, now - self._started), file=sys.stderr, flush=True)
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            line = progress_line(dict(self._counts), time.monotonic() - self._started)
+            print(line, file=sys.stderr, flush=True)
 
 
 def progress_line(counts: dict[str, tuple[int, int | None]], elapsed_s: float) -> str:
