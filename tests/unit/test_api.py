@@ -349,7 +349,9 @@ def test_missing_index_is_a_503_that_says_to_run_ingest(tmp_path: Path) -> None:
 def test_unreadable_index_is_a_503_with_the_reason(tmp_path: Path, index_dir: Path) -> None:
     broken = tmp_path / "broken"
     shutil.copytree(index_dir, broken)
-    (broken / "collections" / "docs" / "collection.json").write_text("{oops", encoding="utf-8")
+    live = (broken / "collections" / "docs" / "current").read_text(encoding="utf-8").strip()
+    metadata = broken / "collections" / "docs" / "versions" / live / "collection.json"
+    metadata.write_text("{oops", encoding="utf-8")
     app = create_app(settings_for(broken))
 
     response = call(app, "POST", "/search", json={"query": QUESTION})
@@ -460,7 +462,7 @@ def test_ready_when_index_and_llm_are_usable(app: FastAPI) -> None:
     response = call(app, "GET", "/readyz")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "problems": []}
+    assert response.json() == {"status": "ok", "problems": [], "index_version": "v1"}
 
 
 @pytest.mark.unit

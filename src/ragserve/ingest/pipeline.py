@@ -130,9 +130,10 @@ def _build_version(
     schema = _schema(settings, live, recreate)
     summary = IngestSummary(source=source, collection=live.name, embed_model=settings.embed.model)
     summary.previous_version = live.live_version()
+    seeding = time.perf_counter()
     staged = live.stage_version(seed=not recreate)
     summary.version = staged.version
-    summary.stage_seconds["seed"] = round(time.perf_counter() - started, 3)
+    summary.stage_seconds["seed"] = round(time.perf_counter() - seeding, 3)
     try:
         staged.open(schema, recreate=recreate)
         plan = _plan(source, settings, staged, summary, report)
