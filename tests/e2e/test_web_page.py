@@ -41,6 +41,10 @@ API_KEY = "web-test-key-5f1c9a"
 QUESTION = "How do I configure autoscaling for a deployment?"
 LLM_MODEL = "slow-stream-model"
 LLM_DELTAS = ["Set ", "min_replicas ", "and ", "max_replicas ", "in ", "autoscaling ", "[1]."]
+UNCITED_QUESTION = "Which deployments need no citation at all?"
+#: No source supports a word of it, so ragserve cannot attach a citation either.
+UNCITED_DELTAS = ["Bananas ", "are ", "yellow ", "and ", "monkeys ", "enjoy ", "them."]
+FAILING_QUESTION = "What happens when the language model is down?"
 #: Records every text state of the newest answer, so a test can see it grow.
 RECORD_ANSWER_TEXT = """() => {
   window.__answerStates = [];
@@ -242,6 +246,25 @@ def test_feedback_lands_in_the_export_that_eval_reads(
     assert summary["retrieval_score"] == 1.0  # the marked source is retrieved for its question
 
 
+def test_asking_and_rating_work_from_the_keyboard_alone(page: Any, server: str) -> None:
+    page.goto(server + "/")
+    assert page.evaluate("document.activeElement.id") == "question"  # focused on load
+    page.keyboard.type("How do I scale a deployment horizontally?")
+    page.keyboard.press("Enter")
+    page.locator(".turn:last-child .actions").wait_for(state="visible", timeout=120_000)
+
+    for _ in range(60):  # Shift+Tab walks back from the question box into the answer
+        page.keyboard.press("Shift+Tab")
+        if page.evaluate("document.activeElement.title") == "Helpful":
+            break
+    with page.expect_response(lambda r: r.url.endswith("/feedback")) as saved:
+        page.keyboard.press("Enter")
+
+    assert saved.value.status == 200
+    helpful = page.locator(".turn:last-child .rate.up")
+    assert helpful.get_attribute("aria-pressed") == "true"
+
+
 def test_untrusted_markup_in_the_corpus_stays_inert(page: Any, server: str) -> None:
     page.goto(server + "/")
     done = ask(page, UNTRUSTED_QUESTION)
@@ -296,11 +319,15 @@ class _SlowStreamingModel(BaseHTTPRequestHandler):
         self._reply("application/json", body.encode())
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("content-length", 0)))
+        prompt = self.rfile.read(int(self.headers.get("content-length", 0))).decode()
+        if FAILING_QUESTION in prompt:
+            self._reply("application/json", b'{"error": "the model crashed"}', status=500)
+            return
+        deltas = UNCITED_DELTAS if UNCITED_QUESTION in prompt else LLM_DELTAS
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
-        for delta in LLM_DELTAS:
+        for delta in deltas:
             chunk = {"model": LLM_MODEL, "choices": [{"index": 0, "delta": {"content": delta}}]}
             self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
             self.wfile.flush()
@@ -309,8 +336,8 @@ class _SlowStreamingModel(BaseHTTPRequestHandler):
         self.wfile.flush()
         self.close_connection = True
 
-    def _reply(self, content_type: str, body: bytes) -> None:
-        self.send_response(200)
+    def _reply(self, content_type: str, body: bytes, status: int = 200) -> None:
+        self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -330,7 +357,7 @@ def slow_llm_url() -> Iterator[str]:
     llm.server_close()
 
 
-def test_key_prompt_appears_when_auth_is_on_and_the_llm_answer_streams(
+def test_with_auth_and_an_llm_the_key_is_asked_and_answers_stream_and_are_labelled(
     browser: Any, index_dir: Path, slow_llm_url: str, tmp_path: Path
 ) -> None:
     index_copy = tmp_path / "index"  # the module's server holds index_dir open
@@ -340,6 +367,7 @@ def test_key_prompt_appears_when_auth_is_on_and_the_llm_answer_streams(
         "RAGSERVE_LLM__PROVIDER": "openai",
         "RAGSERVE_LLM__BASE_URL": slow_llm_url,
         "RAGSERVE_LLM__MODEL": LLM_MODEL,
+        "RAGSERVE_LLM__RETRIES": "0",
     }
     with ragserve_server(index_copy, env=env) as base:
         assert httpx.post(base + "/feedback", json={}, timeout=10).status_code == 401
@@ -366,6 +394,13 @@ def test_key_prompt_appears_when_auth_is_on_and_the_llm_answer_streams(
         )
         labels = page.locator(".turn:last-child .labels").inner_text()
         cited = page.locator(".turn:last-child .answer-text a.cite").first.get_attribute("href")
+        uncited = ask(page, UNCITED_QUESTION)
+        uncited_labels = page.locator(".turn:last-child .labels").inner_text()
+        uncited_warnings = page.locator(".turn:last-child .warnings").inner_text()
+        degraded = ask(page, FAILING_QUESTION)
+        degraded_labels = page.locator(".turn:last-child .labels").inner_text()
+        degraded_warnings = page.locator(".turn:last-child .warnings").inner_text()
+        turns = page.locator(".conversation > .turn").count()
         context.close()
 
     assert done["llm"] == LLM_MODEL
@@ -374,5 +409,12 @@ def test_key_prompt_appears_when_auth_is_on_and_the_llm_answer_streams(
     growing = [state for state in states if len(state) < len(done["answer"])]
     assert len(growing) >= 3, states  # text arrived piece by piece, not all at once
     assert cited == done["sources"][0]["url"]
+    assert uncited["grounded"] is False
+    assert "Unverified" in uncited_labels
+    assert "cites no source" in uncited_warnings
+    assert degraded["degraded"] is True
+    assert "Language model failed" in degraded_labels
+    assert "the language model failed" in degraded_warnings
+    assert turns == 3  # earlier answers stay on the page
     assert stored[0] == API_KEY
     assert API_KEY not in stored[1]
