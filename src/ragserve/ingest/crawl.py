@@ -8,7 +8,16 @@ Closing the iterator early stops the crawl.
 
 Order of work: robots.txt, then the start URL alone (a failure there is a
 whole-job error), then the frontier, breadth first: URLs the index already
-knows (``known``), sitemap entries, then links as they are found.
+knows (``known``) and links as they are found, then sitemap entries that no
+link reached (so a sitemap of a million entries cannot spend ``max_pages``
+before the site's own links; it seeds at most ``max_pages`` of them).
+
+Hostile sites: bodies are decoded by the crawler itself (gzip, deflate) and
+never past ``max_page_bytes``, so a compression bomb costs about that much
+memory; other encodings are refused unread. ``timeout_s`` bounds each
+request in total, not per read, so a server trickling a byte at a time is cut
+too. Binary bodies served as HTML, redirect loops and the ``max_depth`` cut
+are reported as ``PageProblem`` items, never dropped silently.
 
 Re-crawls and 304: a page that answers 304 Not Modified is not downloaded, so
 its links are unknown. Rather than re-fetching it (which would defeat the
