@@ -56,6 +56,10 @@ class ContentError(SourceError):
     """Fetched content is unusable: wrong type, too large, undecodable, empty."""
 
 
+class ClusterError(RagserveError):
+    """Ray could not be started locally or the cluster in ``RAY_ADDRESS`` joined."""
+
+
 class StoreError(RagserveError):
     """The vector store cannot be used."""
 

@@ -11,6 +11,8 @@ import logging
 import os
 from typing import Any
 
+from ragserve.errors import ClusterError
+
 logger = logging.getLogger(__name__)
 
 
@@ -32,7 +34,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> Any:
         }
         if address == "local" and num_cpus is not None:
             kwargs["num_cpus"] = num_cpus
-        ray.init(address=address, **kwargs)
+        _init(ray, address, kwargs)
         logger.info("ray initialised: %s", ray.cluster_resources())  # type: ignore[no-untyped-call]
     import ray.data
 
@@ -44,3 +46,33 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> Any:
     context.enable_progress_bars = False
     context.enable_operator_progress_bars = False
     return ray
+
+
+def _init(ray: Any, address: str, kwargs: dict[str, Any]) -> None:
+    """``ray.init``, retried once for a local start; failures become ``ClusterError``.
+
+    A local Ray on an overloaded machine can time out starting its raylet
+    ("node timed out during startup"); a second try usually succeeds. A
+    cluster named in ``RAY_ADDRESS`` that cannot be joined is not retried.
+    """
+    attempts = 2 if address == "local" else 1
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(address=address, **kwargs)
+            return
+        except Exception as exc:
+            ray.shutdown()
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if attempt < attempts:
+                logger.warning("starting Ray failed (%s); retrying once", reason)
+                continue
+            if address == "local":
+                raise ClusterError(
+                    f"a local Ray could not start: {reason}. The machine may be overloaded or a "
+                    "stale Ray may hold its ports: retry, run `ray stop`, or join a running "
+                    "cluster with RAY_ADDRESS=host:port"
+                ) from exc
+            raise ClusterError(
+                f"could not join the Ray cluster at {address}: {reason}. Check RAY_ADDRESS "
+                "(host:port of the head node, or 'auto' for one started on this machine)"
+            ) from exc
