@@ -10,27 +10,50 @@ models: real OpenAI clients send many parameters this service ignores.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
-    StrictInt,
     StrictStr,
     field_validator,
 )
 
 from ragserve.store.base import SearchFilter
 
-FilterValue = StrictStr | StrictInt | StrictBool | list[StrictStr] | list[StrictInt]
-
-_FILTER_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,63}$")
+#: A payload field path: dot-separated names (Qdrant refuses "a." or "a..b" as a path).
+_FILTER_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+MAX_FILTER_KEY_CHARS = 64
 MAX_FILTER_KEYS = 16
 MAX_FILTER_VALUES = 100
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: Filter integers are I-JSON's exact range (RFC 7493, ±(2**53 - 1)): every JSON parser reads
+#: them exactly, they fit the store's 64-bit integers, and a schema bound on them is exact too.
+SAFE_INT_MIN, SAFE_INT_MAX = -(2**53 - 1), 2**53 - 1
+
+
+def _json_integer(value: Any) -> Any:
+    """Integers as JSON Schema means them: 5 and 5.0, never "5" or true (a client bug
+    should be seen, not coerced away)."""
+    if isinstance(value, bool | str) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError("must be an integer (not a string, a boolean or a fraction)")
+    return int(value) if isinstance(value, float) else value
+
+
+# The limits live in the types, so the OpenAPI schema (and clients generated from it) knows them.
+# (Bounds before the validator: so they reach the JSON schema as minimum/maximum.)
+SafeInt = Annotated[int, Field(ge=SAFE_INT_MIN, le=SAFE_INT_MAX), BeforeValidator(_json_integer)]
+SourceCount = Annotated[int, Field(ge=1, le=100), BeforeValidator(_json_integer)]
+FilterValue = (
+    StrictStr
+    | SafeInt
+    | StrictBool
+    | Annotated[list[StrictStr], Field(min_length=1, max_length=MAX_FILTER_VALUES)]
+    | Annotated[list[SafeInt], Field(min_length=1, max_length=MAX_FILTER_VALUES)]
+)
 
 
 class _Strict(BaseModel):
@@ -42,12 +65,12 @@ class _QuestionRequest(_Strict):
 
     query: str = Field(
         min_length=1,
+        pattern=r"\S",  # not blank
         validation_alias=AliasChoices("query", "question"),
         description="The question (``question`` is accepted as a synonym).",
         examples=["How do I scale a deployment?"],
     )
-    # Strict: "5", 5.0 and true are refused, not coerced (a client bug should be seen).
-    k: StrictInt | None = Field(None, ge=1, le=100, description="Number of sources [settings].")
+    k: SourceCount | None = Field(None, description="Number of sources [settings].")
     filters: dict[str, FilterValue] | None = Field(
         None,
         description=(
@@ -55,6 +78,11 @@ class _QuestionRequest(_Strict):
             "``url_prefix`` keeps pages whose URL starts with the value."
         ),
         examples=[{"url_prefix": "https://docs.ray.io/en/latest/serve/"}],
+        json_schema_extra={
+            "propertyNames": {"pattern": _FILTER_KEY.pattern, "maxLength": MAX_FILTER_KEY_CHARS},
+            "maxProperties": MAX_FILTER_KEYS,
+            "properties": {"url_prefix": {"type": "string"}},
+        },
     )
 
     @field_validator("query")
@@ -72,7 +100,7 @@ class _QuestionRequest(_Strict):
         if len(value) > MAX_FILTER_KEYS:
             raise ValueError(f"at most {MAX_FILTER_KEYS} filter keys are allowed")
         for key, item in value.items():
-            if not _FILTER_KEY.match(key):
+            if len(key) > MAX_FILTER_KEY_CHARS or not _FILTER_KEY.match(key):
                 raise ValueError(f"filter key {key!r} is not a payload field name")
             if isinstance(item, list) and not 1 <= len(item) <= MAX_FILTER_VALUES:
                 raise ValueError(f"filter {key!r} needs 1 to {MAX_FILTER_VALUES} values")
@@ -92,13 +120,13 @@ class _QuestionRequest(_Strict):
 
 
 def _check_filter_value(key: str, value: str | int | bool) -> None:
-    """Values the store can hold: 64-bit integers, strings that are valid Unicode."""
+    """Values the store can hold: exact integers, strings that are valid Unicode."""
     if (
         isinstance(value, int)
         and not isinstance(value, bool)
-        and not (INT64_MIN <= value <= INT64_MAX)
+        and not (SAFE_INT_MIN <= value <= SAFE_INT_MAX)
     ):
-        raise ValueError(f"filter {key!r}: {value} does not fit a 64-bit integer")
+        raise ValueError(f"filter {key!r}: {value} is beyond ±(2**53 - 1), JSON's exact integers")
     if isinstance(value, str) and has_lone_surrogate(value):
         raise ValueError(f"filter {key!r}: the value holds a lone UTF-16 surrogate")
 
