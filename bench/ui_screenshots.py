@@ -4,9 +4,10 @@
     .venv/bin/python bench/ui_screenshots.py --data-dir .ragserve/demo/index
 
 Without ``--data-dir`` it ingests the bundled sample as ``make demo`` does (URLs
-under https://docs.ray.io/en/master/), so the pictures show what a reader gets
-after the README's demo and ``ragserve serve``. The server is ``ragserve serve
---no-ray`` on a free port; the browser is Debian's Chromium under Playwright.
+under https://docs.ray.io/en/master/). Answers are extractive unless ``--llm``
+names another provider (``auto`` picks the offline model where it is fetched).
+The server is ``ragserve serve --no-ray`` on a free port; the browser is
+Debian's Chromium under Playwright.
 Writes PNGs to ``bench/results/ui/``.
 """
 
@@ -37,13 +38,15 @@ def demo_index(workdir: Path) -> Path:
 
 
 def shrink(path: Path) -> None:
-    """A 128-colour palette PNG: a third of the size, the same to the eye for a UI."""
+    """A 256-colour palette PNG: a third of the size, the same to the eye for a UI."""
     try:
         from PIL import Image
     except ImportError:  # Pillow comes with matplotlib (dev extras); without it keep RGB
         return
     with Image.open(path) as image:
-        palette = image.convert("RGB").quantize(colors=128, dither=Image.Dither.NONE)
+        palette = image.convert("RGB").quantize(
+            colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE
+        )
     palette.save(path, optimize=True)
 
 
@@ -79,6 +82,9 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, help="An existing index (default: build one).")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "ui")
     parser.add_argument("--question", default=QUESTION)
+    parser.add_argument(
+        "--llm", default="extractive", help="RAGSERVE_LLM__PROVIDER for the server [extractive]."
+    )
     args = parser.parse_args()
     missing = browser_missing()
     if missing:
@@ -86,7 +92,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ragserve-ui-") as workdir:
         data_dir = args.data_dir or demo_index(Path(workdir))
-        with ragserve_server(data_dir) as base:
+        with ragserve_server(data_dir, env={"RAGSERVE_LLM__PROVIDER": args.llm}) as base:
             for path in shoot(base, args.out, args.question):
                 print(path.relative_to(REPO) if path.is_relative_to(REPO) else path)
 

@@ -89,8 +89,9 @@ def index_dir(docs_site: SiteServer, tmp_path_factory: pytest.TempPathFactory) -
 
 @pytest.fixture(scope="module")
 def server(browser: Any, index_dir: Path) -> Iterator[str]:
-    """``ragserve serve --no-ray`` with its defaults: extractive answers, no key on loopback."""
-    with ragserve_server(index_dir) as base:
+    """``ragserve serve --no-ray``, no key on loopback, extractive answers (pinned: ``auto``
+    would pick the offline model where it is fetched, and these tests check the labels)."""
+    with ragserve_server(index_dir, env={"RAGSERVE_LLM__PROVIDER": "extractive"}) as base:
         yield base
 
 

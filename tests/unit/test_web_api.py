@@ -44,6 +44,7 @@ def settings_for(data_dir: Path, **serve: Any) -> Settings:
         {
             "store": {"data_dir": data_dir},
             "embed": {"device": "cpu"},
+            "llm": {"provider": "extractive"},
             "serve": {"rate_limit_per_minute": 0, **serve},
         }
     )

@@ -19,6 +19,8 @@ import ragserve
 from ragserve.agent import QueryAgent
 from ragserve.config import LLMSettings
 from ragserve.errors import RagserveError
+from ragserve.generate.factory import resolve_provider
+from ragserve.generate.local import LOCAL_MODEL
 from ragserve.serve.routes import ERROR_RESPONSES, Client, Ctx
 from ragserve.serve.schemas import StatusResponse
 
@@ -110,13 +112,15 @@ def _ingest_summary(last: Any) -> dict[str, Any] | None:
     return summary
 
 
-def llm_model_name(llm: LLMSettings) -> str | None:
+def llm_model_name(llm: LLMSettings, provider: str) -> str | None:
     """The model the settings name, without loading it (None: the backend's default)."""
-    if llm.provider == "openai":
+    if provider == "openai":
         return llm.model
-    if llm.provider == "llamacpp":
-        return llm.model_path.name if llm.model_path else None
-    return "extractive"
+    if llm.model_path and provider in {"llamacpp", "local"}:
+        return llm.model_path.name
+    if provider == "local":
+        return LOCAL_MODEL
+    return None if provider == "llamacpp" else "extractive"
 
 
 @router.get(
@@ -129,14 +133,16 @@ async def status(ctx: Ctx, _client: Client) -> dict[str, Any]:
     index, problems = await asyncio.gather(ctx.agent.index_info(), ctx.agent.readiness())
     llm_problems = [p.removeprefix("llm: ") for p in problems if p.startswith("llm:")]
     settings = ctx.settings
+    # ``auto`` shown as what it resolves to (the offline model when fetched, else extractive).
+    provider = resolve_provider(settings.llm, settings.models_dir)
     return {
         "version": ragserve.__version__,
         "ready": not problems,
         "problems": problems,
         "index": index,
         "llm": {
-            "provider": settings.llm.provider,
-            "model": llm_model_name(settings.llm),
+            "provider": provider,
+            "model": llm_model_name(settings.llm, provider),
             "reachable": not llm_problems,
             "problem": llm_problems[0] if llm_problems else None,
         },
