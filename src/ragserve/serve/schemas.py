@@ -65,7 +65,7 @@ class _QuestionRequest(_Strict):
 
     query: str = Field(
         min_length=1,
-        pattern=r"\S",  # not blank
+        json_schema_extra={"pattern": r"\S"},  # not blank; _not_blank says so readably
         validation_alias=AliasChoices("query", "question"),
         description="The question (``question`` is accepted as a synonym).",
         examples=["How do I scale a deployment?"],
