@@ -43,6 +43,13 @@ def _json_integer(value: Any) -> Any:
     return int(value) if isinstance(value, float) else value
 
 
+def _json_number(value: Any) -> Any:
+    """A JSON number, not a boolean or a numeric string coerced into one."""
+    if isinstance(value, bool | str):
+        raise ValueError("must be a number")
+    return value
+
+
 # The limits live in the types, so the OpenAPI schema (and clients generated from it) knows them.
 # (Bounds before the validator: so they reach the JSON schema as minimum/maximum.)
 SafeInt = Annotated[int, Field(ge=SAFE_INT_MIN, le=SAFE_INT_MAX), BeforeValidator(_json_integer)]
@@ -218,7 +225,7 @@ class FeedbackSourceIn(_Strict):
     n: int = Field(ge=1, le=100)
     url: str = Field(min_length=1, max_length=2048)
     title: str = Field("", max_length=1000)
-    score: float | None = Field(None, allow_inf_nan=False)
+    score: Annotated[float, BeforeValidator(_json_number)] | None = Field(None, allow_inf_nan=False)
 
 
 class FeedbackRequest(_Strict):
