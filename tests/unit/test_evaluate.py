@@ -162,7 +162,10 @@ def test_summary_is_json_and_carries_meta() -> None:
 def test_write_results_creates_report_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # plots are test_report's job
+    # Plots are test_report's job. Block the submodule too: once an earlier test has
+    # imported matplotlib.figure, blocking only the package breaks matplotlib mid-plot.
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     result, _ = run_tiny()
 
     paths = write_results(result, tmp_path / "out")
