@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from ragserve.documents import Chunk, ScoredChunk
-from ragserve.retrieve import diversify
+from ragserve.retrieve import diversify, fuse_ranks
 
 pytestmark = pytest.mark.unit
 
@@ -59,3 +61,24 @@ def test_answer_without_citations_is_flagged_but_i_dont_know_is_not() -> None:
 
     assert check_citations("Use more replicas.", 2)[0] is False
     assert check_citations("I don't know.", 2) == (True, [])
+
+
+def test_fuse_ranks_weight_zero_keeps_the_first_stage_order() -> None:
+    first = [scored(f"https://d/{n}.html", f"text {n}", 1.0 - n / 10) for n in range(4)]
+    rescored = sorted(
+        (replace(c, score=float(n)) for n, c in enumerate(first)), key=lambda c: -c.score
+    )
+    fused = fuse_ranks(first, rescored, weight=0.0)
+    assert [c.chunk.url for c in fused] == [c.chunk.url for c in first]
+    assert [c.score for c in fused] == [0.0, 1.0, 2.0, 3.0]  # the reranker's scores
+
+
+def test_fuse_ranks_heavy_weight_follows_the_reranker_and_equal_weight_blends() -> None:
+    first = [scored(f"https://d/{n}.html", f"text {n}", 1.0) for n in range(4)]
+    # The reranker reverses the order.
+    rescored = [replace(c, score=float(n)) for n, c in enumerate(first)][::-1]
+    heavy = fuse_ranks(first, rescored, weight=100.0)
+    assert [c.chunk.url for c in heavy] == [c.chunk.url for c in rescored]
+    # Equal weight: 1/(2+1) + 1/(2+4) ties with 1/(2+4) + 1/(2+1); the two middle ones tie too.
+    even = fuse_ranks(first, rescored, weight=1.0)
+    assert {c.chunk.url for c in even[:2]} == {first[0].chunk.url, first[3].chunk.url}
