@@ -43,6 +43,34 @@ def test_every_chunk_is_stored_and_reingest_writes_nothing(
     assert second.points_total == first.points_total
 
 
+def test_a_page_without_text_does_not_make_every_rerun_a_new_version(
+    small_corpus: Path, make_settings: Callable[..., Any]
+) -> None:
+    # A page that yields no text is never stored, so every run offers it again;
+    # that alone must not build and publish a new version of an unchanged index.
+    (small_corpus / "serve" / "shell.html").write_text(
+        "<html><head><title>App</title></head><body><div id='app'></div>"
+        "<script src='app.js'></script></body></html>",
+        encoding="utf-8",
+    )
+    settings = make_settings()
+    first = run_ingest(str(small_corpus), settings)
+    assert first.published
+    assert any(failed["url"].endswith("shell.html") for failed in first.pages_failed)
+
+    second = run_ingest(str(small_corpus), settings)
+    assert second.unchanged
+    assert not second.published
+    assert second.version == first.version
+    assert second.points_written == 0
+    assert any(failed["url"].endswith("shell.html") for failed in second.pages_failed)
+    store = open_store(settings.store)
+    try:
+        assert store.version_names() == [first.version]
+    finally:
+        store.close()
+
+
 def test_changed_page_is_replaced_and_vanished_page_deleted(
     small_corpus: Path, make_settings: Callable[..., Any]
 ) -> None:

@@ -142,7 +142,12 @@ def _build_version(
             return _unchanged(live, staged, summary, started, gate)
         _write_pages(plan, settings, staged, summary, report)
         _delete_vanished(plan, settings, staged, summary)
-        if summary.points_written or summary.points_deleted:
+        wrote = bool(summary.points_written or summary.points_deleted)
+        if not recreate and summary.previous_version and not wrote:
+            # Only pages that yield no text were "new" (they are never stored, so
+            # every run offers them again): nothing changed, no new version.
+            return _unchanged(live, staged, summary, started, gate)
+        if wrote:
             _optimize(staged, summary)
         summary.points_total = staged.count()
         summary.seconds = round(time.perf_counter() - started, 3)
