@@ -44,6 +44,7 @@ from ragserve.commands.options import (
 )
 from ragserve.commands.refresh import MaxDropOpt, explain_gate, gate_for, with_gate_compat
 from ragserve.errors import ConfigError, LLMError, QueryError, RagserveError
+from ragserve.query import SearchFilter, filter_from_flags
 
 app = typer.Typer(
     add_completion=False,
@@ -349,26 +350,9 @@ def ask(
         out.print(f"  [{source.n}] {source.title} — {source.url}", markup=False)
 
 
-def parse_filters(items: list[str]) -> Any:
+def parse_filters(items: list[str]) -> SearchFilter:
     """``key=value`` flags → a ``SearchFilter``; repeated keys match any value."""
-    from ragserve.store import SearchFilter
-
-    equals: dict[str, Any] = {}
-    url_prefix = None
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(
-                f"--filter takes key=value (got {item!r}), e.g. --filter url_prefix=https://site/docs/"
-            )
-        key, value = (part.strip() for part in item.split("=", 1))
-        if key == "url_prefix":
-            url_prefix = value
-        elif key in equals:
-            previous = equals[key]
-            equals[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
-        else:
-            equals[key] = value
-    return SearchFilter(equals=equals, url_prefix=url_prefix)
+    return filter_from_flags(items)
 
 
 @app.command()

@@ -447,6 +447,47 @@ def test_two_edge_handles_on_one_path_share_the_shard(tmp_path: Path) -> None:
     second.close()
 
 
+def test_optimize_keeps_every_point_searchable(filled_store: VectorStore) -> None:
+    target = _target("https://docs.example.org/serve/scaling", 1)
+
+    filled_store.optimize()
+
+    assert filled_store.count() == len(corpus_points())
+    hits = filled_store.search(dense=target.dense, sparse=None, limit=1, mode="dense")
+    assert hits[0].chunk == target.chunk
+
+
+def test_edge_copy_to_makes_a_private_index_with_the_same_answers(tmp_path: Path) -> None:
+    source = EdgeStore(tmp_path / "data", "docs")
+    source.open(SCHEMA)
+    source.upsert(corpus_points())
+    source.close()
+    target = _target("https://docs.example.org/data/transform", 0)
+
+    copied = EdgeStore(tmp_path / "data", "docs").copy_to(tmp_path / "copy")
+
+    private = EdgeStore(tmp_path / "copy", "docs")
+    assert copied
+    assert private.count() == len(corpus_points())
+    hits = private.search(dense=target.dense, sparse=None, limit=1, mode="dense")
+    assert hits[0].chunk == target.chunk
+    private.close()
+
+
+def test_edge_copy_to_of_a_missing_index_copies_nothing(tmp_path: Path) -> None:
+    assert not EdgeStore(tmp_path / "none", "docs").copy_to(tmp_path / "copy")
+    assert not (tmp_path / "copy").exists()
+
+
+def test_a_server_store_has_nothing_local_to_copy(tmp_path: Path) -> None:
+    store = QdrantServerStore(path=tmp_path / "qdrant", collection="docs")
+    store.open(SCHEMA)
+
+    assert not store.copy_to(tmp_path / "copy")
+    assert not store.optimize()
+    store.close()
+
+
 def test_open_store_picks_the_backend_from_settings(tmp_path: Path) -> None:
     edge = open_store(StoreSettings(data_dir=tmp_path, collection="site"))
     server = open_store(StoreSettings(url="http://localhost:6333"))

@@ -401,9 +401,6 @@ def source_prefix(source: str, settings: IngestSettings) -> str:
 
 def _optimize(store: VectorStore, summary: IngestSummary) -> None:
     """Build the HNSW index once per run (Edge); servers optimise on their own."""
-    optimize = getattr(store, "optimize", None)
-    if optimize is None:
-        return
     t0 = time.perf_counter()
-    optimize()
+    store.optimize()
     summary.stage_seconds["optimize"] = round(time.perf_counter() - t0, 3)

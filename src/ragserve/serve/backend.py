@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from ragserve.agent import AnswerEvent, QueryAgent
 from ragserve.documents import Source
 from ragserve.errors import RagserveError
-from ragserve.store.base import SearchFilter, SearchMode
+from ragserve.query import SearchFilter, SearchMode
 
 logger = logging.getLogger(__name__)
 

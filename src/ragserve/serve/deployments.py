@@ -40,6 +40,7 @@ from ragserve.agent import AnswerEvent, QueryAgent
 from ragserve.config import Settings, load_settings
 from ragserve.errors import RagserveError
 from ragserve.generate import build_llm
+from ragserve.query import SearchFilter, SearchMode
 from ragserve.retrieve import Retrieval
 from ragserve.runtime import ensure_ray
 from ragserve.serve.app import create_app
@@ -47,8 +48,7 @@ from ragserve.serve.backend import AgentLike, LocalAgent, SearchResult, readines
 from ragserve.serve.observability import configure_json_logging
 from ragserve.serve.security import auth_required
 from ragserve.serve.status import index_info
-from ragserve.store.base import SearchFilter, SearchMode
-from ragserve.store.edge import EdgeStore
+from ragserve.store import open_store
 
 try:
     from ray import serve
@@ -379,12 +379,15 @@ def _release(agent: QueryAgent | None, copy_dir: Path | None) -> None:
 
 
 def _private_index_copy(settings: Settings) -> tuple[Settings, Path]:
-    source = EdgeStore(settings.store.data_dir, settings.store.collection).path
     target_root = Path(tempfile.mkdtemp(prefix="ragserve-replica-"))
-    target = EdgeStore(target_root, settings.store.collection).path
-    if source.exists():
-        shutil.copytree(source, target, ignore=shutil.ignore_patterns(".probe-*"))
-    logger.info("serving a private copy of the index %s from %s", source, target_root)
+    source = open_store(settings.store)
+    try:
+        source.copy_to(target_root)
+    finally:
+        source.close()
+    logger.info(
+        "serving a private copy of the index in %s from %s", settings.store.data_dir, target_root
+    )
     private = settings.model_copy(deep=True)
     private.store.data_dir = target_root
     return private, target_root

@@ -23,7 +23,7 @@ from pydantic import (
     field_validator,
 )
 
-from ragserve.store.base import SearchFilter
+from ragserve.query import SearchFilter, SearchMode, filter_from_mapping
 
 #: A payload field path: dot-separated names (Qdrant refuses "a." or "a..b" as a path).
 _FILTER_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -119,11 +119,7 @@ class _QuestionRequest(_Strict):
 
     def search_filter(self) -> SearchFilter | None:
         """The store's filter for these request filters (None when unfiltered)."""
-        if not self.filters:
-            return None
-        equals = {key: value for key, value in self.filters.items() if key != "url_prefix"}
-        prefix = self.filters.get("url_prefix")
-        return SearchFilter(equals=equals, url_prefix=prefix if isinstance(prefix, str) else None)
+        return filter_from_mapping(self.filters)
 
 
 def _check_filter_value(key: str, value: str | int | bool) -> None:
@@ -150,9 +146,7 @@ def has_lone_surrogate(text: str) -> bool:
 class SearchRequest(_QuestionRequest):
     """Retrieval only: which chunks would an answer be written from."""
 
-    mode: Literal["hybrid", "dense", "sparse"] | None = Field(
-        None, description="Retrieval mode [settings]."
-    )
+    mode: SearchMode | None = Field(None, description="Retrieval mode [settings].")
 
 
 class QueryRequest(_QuestionRequest):

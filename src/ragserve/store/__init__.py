@@ -4,14 +4,8 @@
 Qdrant server; ``SparseEncoder`` makes the keyword vectors both index.
 """
 
-from ragserve.store.base import (
-    IndexedChunk,
-    IndexSchema,
-    PageState,
-    SearchFilter,
-    SearchMode,
-    VectorStore,
-)
+from ragserve.query import SearchFilter, SearchMode
+from ragserve.store.base import IndexedChunk, IndexSchema, PageState, VectorStore
 from ragserve.store.factory import open_store
 from ragserve.store.sparse import SPARSE_ENCODING, SparseEncoder
 

@@ -17,7 +17,8 @@ import numpy.typing as npt
 
 from ragserve.documents import SparseVector
 from ragserve.errors import QueryError, SchemaMismatchError
-from ragserve.store.base import IndexedChunk, IndexSchema, PageState, SearchMode
+from ragserve.query import SearchMode
+from ragserve.store.base import IndexedChunk, IndexSchema, PageState
 
 #: Named vectors of every collection.
 DENSE_VECTOR = "dense"

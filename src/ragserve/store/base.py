@@ -24,15 +24,16 @@ collection alias). The policy on top (drafts, gate, rollback, prune) is in
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
 from ragserve.documents import Chunk, ScoredChunk, SparseVector
-
-SearchMode = Literal["hybrid", "dense", "sparse"]
+from ragserve.query import SearchFilter as SearchFilter
+from ragserve.query import SearchMode as SearchMode
 
 #: Bumped when the payload layout or sparse encoding changes incompatibly.
 SCHEMA_VERSION = 1
@@ -89,21 +90,6 @@ class PageState:
     def complete(self) -> bool:
         """True when exactly one version of the page is fully stored."""
         return len(self.document_hashes) == 1 and self.points == self.chunk_count
-
-
-@dataclass(frozen=True, slots=True)
-class SearchFilter:
-    """Restrictions on which chunks a query may return.
-
-    ``equals`` maps payload keys to a value (match) or a list (match any);
-    ``url_prefix`` keeps chunks whose page URL starts with the prefix.
-    """
-
-    equals: dict[str, str | int | bool | list[str] | list[int]] = field(default_factory=dict)
-    url_prefix: str | None = None
-
-    def is_empty(self) -> bool:
-        return not self.equals and not self.url_prefix
 
 
 @runtime_checkable
@@ -180,6 +166,24 @@ class VectorStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+    def optimize(self) -> bool:
+        """Finish the dense index after a bulk write; True if anything changed.
+
+        Edge builds its HNSW graph here (call once per ingest, not per batch);
+        a server optimises on its own, so there it does nothing and says False.
+        """
+        ...
+
+    def copy_to(self, data_dir: Path) -> bool:
+        """Copy this handle's version into a private index under ``data_dir``.
+
+        For a process that must open the index alone (Edge's WAL lock allows
+        one process per index): a Serve replica opens the copy with
+        ``data_dir`` in place of ``store.data_dir``. False when the backend
+        keeps nothing local to copy (a server is shared by URL).
+        """
+        ...
 
     # -- versions (policy in ragserve.store.versions) ---------------------
 

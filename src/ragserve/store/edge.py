@@ -36,6 +36,7 @@ import qdrant_edge as qe
 
 from ragserve.documents import Chunk, ScoredChunk, SparseVector
 from ragserve.errors import IndexNotFoundError, StoreError, StoreUnavailableError, VersionError
+from ragserve.query import SearchFilter, SearchMode
 from ragserve.store import edge_layout as layout
 from ragserve.store._common import (
     DENSE_VECTOR,
@@ -52,7 +53,7 @@ from ragserve.store._common import (
     point_payload,
     resolve_mode,
 )
-from ragserve.store.base import IndexedChunk, IndexSchema, PageState, SearchFilter, SearchMode
+from ragserve.store.base import IndexedChunk, IndexSchema, PageState
 
 logger = logging.getLogger(__name__)
 
@@ -276,6 +277,23 @@ class EdgeStore:
             changed = bool(shard.optimize())
             shard.flush()
         return changed
+
+    def copy_to(self, data_dir: Path) -> bool:
+        """Copy this handle's version under ``data_dir`` and make it live there.
+
+        The copy keeps its version name, and its ``current`` pointer names it,
+        so a fresh unpinned handle on ``data_dir`` reads exactly this version.
+        """
+        version = self.version
+        if version is None or not layout.is_complete(self.path):
+            return False
+        root = EdgeStore(data_dir, self._name).root
+        shutil.copytree(
+            self.path, layout.version_dir(root, version), ignore=shutil.ignore_patterns(".probe-*")
+        )
+        if version != layout.LEGACY:
+            layout.write_pointer(root, version)
+        return True
 
     def drop(self) -> None:
         """A pinned handle drops its version; an unpinned one the whole collection."""

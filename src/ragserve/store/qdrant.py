@@ -26,6 +26,7 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -42,6 +43,7 @@ from ragserve.errors import (
     StoreUnavailableError,
     VersionError,
 )
+from ragserve.query import SearchFilter, SearchMode
 from ragserve.store._common import (
     DENSE_VECTOR,
     KEYWORD_INDEXED,
@@ -57,7 +59,7 @@ from ragserve.store._common import (
     point_payload,
     resolve_mode,
 )
-from ragserve.store.base import IndexedChunk, IndexSchema, PageState, SearchFilter, SearchMode
+from ragserve.store.base import IndexedChunk, IndexSchema, PageState
 from ragserve.store.edge_layout import LEGACY
 
 logger = logging.getLogger(__name__)
@@ -253,6 +255,14 @@ class QdrantServerStore:
         merged = {**self.get_meta(), **meta}
         with self._errors("write collection metadata"):
             self._client.update_collection(self._collection, metadata={_META_KEY: merged})
+
+    def optimize(self) -> bool:
+        """The server builds its HNSW index on its own (optimizer thresholds)."""
+        return False
+
+    def copy_to(self, data_dir: Path) -> bool:
+        """Nothing to copy: every replica shares the server by URL."""
+        return False
 
     def drop(self) -> None:
         """A pinned handle drops its version; an unpinned one every version and the alias."""
