@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from ragserve.errors import (
-    LLMError,
     LLMModelNotFoundError,
     LLMUnavailableError,
     MissingDependencyError,
 )
 from ragserve.generate.base import Completion, Prompt
+from ragserve.generate.inprocess import LazyModel, context_exceeded
 from ragserve.generate.prompt import STOP_SEQUENCES
 
 logger = logging.getLogger(__name__)
@@ -90,8 +90,7 @@ class LlamaCppLLM:
         self._n_threads = n_threads
         self._seed = seed
         self._stop = list(stop)
-        self._llama: Any = None
-        self._load_lock = threading.Lock()
+        self._llama: LazyModel[Any] = LazyModel(self._load)
         self._run_lock = threading.Lock()
 
     @property
@@ -142,7 +141,7 @@ class LlamaCppLLM:
                     if delta:
                         yield delta
             except ValueError as exc:  # a streamed completion checks the window lazily
-                raise self._too_long(exc) from exc
+                raise context_exceeded(self.model, exc) from exc
 
     def _generate(
         self, llama: Any, prompt: Prompt, max_tokens: int, temperature: float, *, stream: bool
@@ -156,19 +155,10 @@ class LlamaCppLLM:
                 stream=stream,
             )
         except ValueError as exc:  # llama.cpp's "Requested tokens (n) exceed context window"
-            raise self._too_long(exc) from exc
-
-    def _too_long(self, exc: ValueError) -> LLMError:
-        return LLMError(
-            f"{self.model} could not answer: {exc}; raise RAGSERVE_LLM__CONTEXT_WINDOW or "
-            "lower RAGSERVE_LLM__MAX_TOKENS"
-        )
+            raise context_exceeded(self.model, exc) from exc
 
     def _loaded(self) -> Any:
-        with self._load_lock:
-            if self._llama is None:
-                self._llama = self._load()
-            return self._llama
+        return self._llama.get()
 
     def _load(self) -> Any:
         try:

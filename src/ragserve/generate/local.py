@@ -33,6 +33,7 @@ from typing import Any
 
 from ragserve.errors import LLMError, LLMUnavailableError, MissingDependencyError
 from ragserve.generate.base import Completion, Prompt
+from ragserve.generate.inprocess import LazyModel, context_exceeded
 from ragserve.generate.prompt import NO_ANSWER, parse_sources
 from ragserve.generate.tokens import estimate_tokens
 
@@ -95,8 +96,7 @@ class LocalLLM:
         self._max_answer_tokens = max_answer_tokens
         self._n_threads = n_threads
         self._seed = seed
-        self._server: Any = None
-        self._load_lock = threading.Lock()
+        self._server: LazyModel[Any] = LazyModel(self._load)
 
     @property
     def model(self) -> str:
@@ -197,17 +197,11 @@ class LocalLLM:
         error = result["error"]
         message = error.get("message", error) if isinstance(error, dict) else error
         if isinstance(error, dict) and error.get("type") == "exceed_context_size_error":
-            raise LLMError(
-                f"{self.model} could not answer: {message}; raise RAGSERVE_LLM__CONTEXT_WINDOW "
-                "or lower RAGSERVE_LLM__MAX_TOKENS"
-            )
+            raise context_exceeded(self.model, message)
         raise LLMError(f"{self.model} could not answer: {message}")
 
     def _loaded(self) -> Any:
-        with self._load_lock:
-            if self._server is None:
-                self._server = self._load()
-            return self._server
+        return self._server.get()
 
     def _load(self) -> Any:
         try:

@@ -1,0 +1,45 @@
+"""What every in-process llama.cpp backend shares: a lazy, locked load and one
+"prompt too long" error.
+
+Both ``LlamaCppLLM`` (llama-cpp-python) and ``LocalLLM`` (xllamacpp) load a
+GGUF of hundreds of megabytes: it must happen once per process, on first use
+(so importing a backend or building Settings stays cheap), and never twice
+when Ray Serve's thread pool sends the first requests together.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from ragserve.errors import LLMError
+
+T = TypeVar("T")
+
+
+class LazyModel(Generic[T]):
+    """Calls ``load`` on the first ``get()``, under a lock; later calls reuse it.
+
+    A failed load raises to its caller and is tried again on the next
+    ``get()`` (a model fetched meanwhile then loads without a restart).
+    """
+
+    def __init__(self, load: Callable[[], T]) -> None:
+        self._load = load
+        self._model: T | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> T:
+        with self._lock:
+            if self._model is None:
+                self._model = self._load()
+            return self._model
+
+
+def context_exceeded(model: str, detail: object) -> LLMError:
+    """The one message for a prompt plus answer that does not fit the window."""
+    return LLMError(
+        f"{model} could not answer: {detail}; raise RAGSERVE_LLM__CONTEXT_WINDOW or "
+        "lower RAGSERVE_LLM__MAX_TOKENS"
+    )
