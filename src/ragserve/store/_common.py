@@ -10,14 +10,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from ragserve.documents import SparseVector
-from ragserve.errors import QueryError, SchemaMismatchError
-from ragserve.query import SearchMode
+from ragserve.errors import QueryError, SchemaMismatchError, StoreError
+from ragserve.query import SearchFilter, SearchMode
 from ragserve.store.base import IndexedChunk, IndexSchema, PageState
 
 #: Named vectors of every collection.
@@ -31,6 +31,43 @@ PAGE_STATE_FIELDS = ["url", "document_hash", "chunk_count", "etag", "last_modifi
 RRF_K = 60
 #: Points read per scroll page when aggregating page states.
 SCROLL_PAGE = 4096
+D = TypeVar("D")
+
+
+def backend_distance(schema: IndexSchema, by_name: Mapping[str, D]) -> D:
+    """The backend's distance for ``schema.distance`` (case-insensitive), or ``StoreError``."""
+    distance = by_name.get(schema.distance.lower())
+    if distance is None:
+        raise StoreError(
+            f"unknown distance '{schema.distance}'; use one of {', '.join(sorted(by_name))}"
+        )
+    return distance
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """One backend-neutral filter condition: ``key`` matches ``value`` as ``kind`` says."""
+
+    key: str
+    kind: Literal["value", "any", "prefix"]
+    value: Any
+
+
+def filter_conditions(search_filter: SearchFilter | None) -> list[Condition] | None:
+    """The conditions that must all hold for ``search_filter``; None when unfiltered.
+
+    Both backends build their ``Filter(must=...)`` from this list, so a list
+    always means "match any" and ``url_prefix`` always matches the page URL.
+    """
+    if search_filter is None or search_filter.is_empty():
+        return None
+    conditions = [
+        Condition(key, "any" if isinstance(value, list) else "value", value)
+        for key, value in search_filter.equals.items()
+    ]
+    if search_filter.url_prefix:
+        conditions.append(Condition("url", "prefix", search_filter.url_prefix))
+    return conditions
 
 
 def draft_meta(seeded_from: str | None) -> dict[str, Any]:

@@ -46,10 +46,12 @@ from ragserve.store._common import (
     SCROLL_PAGE,
     SPARSE_VECTOR,
     aggregate_page_states,
+    backend_distance,
     check_dimensions,
     check_schema,
     dense_list,
     draft_meta,
+    filter_conditions,
     point_payload,
     resolve_mode,
 )
@@ -583,11 +585,7 @@ def _unavailable(path: str, exc: Exception) -> StoreUnavailableError:
 
 
 def _edge_config(schema: IndexSchema, search_threads: int | None) -> qe.EdgeConfig:
-    distance = _DISTANCES.get(schema.distance.lower())
-    if distance is None:
-        raise StoreError(
-            f"unknown distance '{schema.distance}'; use one of {', '.join(sorted(_DISTANCES))}"
-        )
+    distance = backend_distance(schema, _DISTANCES)
     return qe.EdgeConfig(
         vectors={DENSE_VECTOR: qe.EdgeVectorParams(size=schema.dimension, distance=distance)},
         sparse_vectors={SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
@@ -606,13 +604,20 @@ def _edge_sparse(vector: SparseVector) -> qe.SparseVector:
     return qe.SparseVector(list(vector.indices), list(vector.values))
 
 
+#: How each neutral condition kind reads in Qdrant Edge.
+_EDGE_MATCH: dict[str, Any] = {
+    "value": qe.MatchValue,
+    "any": qe.MatchAny,
+    "prefix": qe.MatchPrefix,
+}
+
+
 def _edge_filter(search_filter: SearchFilter | None) -> qe.Filter | None:
-    if search_filter is None or search_filter.is_empty():
+    conditions = filter_conditions(search_filter)
+    if conditions is None:
         return None
-    must: list[Any] = []
-    for key, value in search_filter.equals.items():
-        match: Any = qe.MatchAny(value) if isinstance(value, list) else qe.MatchValue(value)
-        must.append(qe.FieldCondition(key, match=match))
-    if search_filter.url_prefix:
-        must.append(qe.FieldCondition("url", match=qe.MatchPrefix(search_filter.url_prefix)))
+    must: list[Any] = [
+        qe.FieldCondition(condition.key, match=_EDGE_MATCH[condition.kind](condition.value))
+        for condition in conditions
+    ]
     return qe.Filter(must=must)

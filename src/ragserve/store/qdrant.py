@@ -24,7 +24,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -52,10 +52,12 @@ from ragserve.store._common import (
     SCROLL_PAGE,
     SPARSE_VECTOR,
     aggregate_page_states,
+    backend_distance,
     check_dimensions,
     check_schema,
     dense_list,
     draft_meta,
+    filter_conditions,
     point_payload,
     resolve_mode,
 )
@@ -446,11 +448,7 @@ class QdrantServerStore:
                 return
 
     def _create(self, schema: IndexSchema) -> None:
-        distance = _DISTANCES.get(schema.distance.lower())
-        if distance is None:
-            raise StoreError(
-                f"unknown distance '{schema.distance}'; use one of {', '.join(sorted(_DISTANCES))}"
-            )
+        distance = backend_distance(schema, _DISTANCES)
         with self._errors("create the collection"):
             self._client.create_collection(
                 self._collection,
@@ -577,17 +575,20 @@ def _qdrant_sparse(vector: SparseVector) -> qm.SparseVector:
     return qm.SparseVector(indices=list(vector.indices), values=list(vector.values))
 
 
+#: How each neutral condition kind reads in qdrant-client's models.
+_QDRANT_MATCH: dict[str, Callable[[Any], qm.Match]] = {
+    "value": lambda value: qm.MatchValue(value=value),
+    "any": lambda value: qm.MatchAny(any=value),
+    "prefix": lambda value: qm.MatchPrefix(prefix=value),
+}
+
+
 def _qdrant_filter(search_filter: SearchFilter | None) -> qm.Filter | None:
-    if search_filter is None or search_filter.is_empty():
+    conditions = filter_conditions(search_filter)
+    if conditions is None:
         return None
-    must: list[qm.Condition] = []
-    for key, value in search_filter.equals.items():
-        match: qm.Match = (
-            qm.MatchAny(any=value) if isinstance(value, list) else qm.MatchValue(value=value)
-        )
-        must.append(qm.FieldCondition(key=key, match=match))
-    if search_filter.url_prefix:
-        must.append(
-            qm.FieldCondition(key="url", match=qm.MatchPrefix(prefix=search_filter.url_prefix))
-        )
+    must: list[qm.Condition] = [
+        qm.FieldCondition(key=condition.key, match=_QDRANT_MATCH[condition.kind](condition.value))
+        for condition in conditions
+    ]
     return qm.Filter(must=must)
