@@ -3,12 +3,23 @@
 ``RAY_ADDRESS`` (or ``address=``) joins an existing cluster unchanged; without
 it a private local Ray starts on this machine's cores. Ray's own progress bars and
 driver log forwarding are off: ragserve's CLI draws its own progress.
+
+A local Ray dies with the process that started it, even under ``kill -9``: see
+``_reaper_for_local_ray``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from ragserve.errors import ClusterError
@@ -34,7 +45,11 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> Any:
         }
         if address == "local" and num_cpus is not None:
             kwargs["num_cpus"] = num_cpus
-        _init(ray, address, kwargs)
+        if address == "local":
+            with _reaper_for_local_ray():
+                _init(ray, address, kwargs)
+        else:
+            _init(ray, address, kwargs)
         logger.info("ray initialised: %s", ray.cluster_resources())  # type: ignore[no-untyped-call]
     import ray.data
 
@@ -76,3 +91,91 @@ def _init(ray: Any, address: str, kwargs: dict[str, Any]) -> None:
                 f"could not join the Ray cluster at {address}: {reason}. Check RAY_ADDRESS "
                 "(host:port of the head node, or 'auto' for one started on this machine)"
             ) from exc
+
+
+# Set, only while ``ray.init`` starts a local Ray, to a token naming this process's Ray:
+# raylet, GCS and their helpers inherit it, and workers inherit it from the raylet.
+OWNER_VAR = "RAGSERVE_RAY_OWNER"
+_REAPER_POLL_S = 0.25
+_REAPER_QUIET_ROUNDS = 4
+_REAPER_MAX_S = 60.0
+
+
+@contextlib.contextmanager
+def _reaper_for_local_ray() -> Iterator[None]:
+    """Mark the local Ray started inside the block, and kill it when this process dies.
+
+    Ray runs its raylet, GCS and workers in process groups of their own, so a ``kill -9``
+    of an ingest's group does not reach them. Ray's kernel fate-sharing kills the raylet
+    and GCS with their parent, but workers only notice a dead raylet on their next check;
+    niced and starved on a loaded machine they lingered for up to 10 s. A tiny watcher in
+    a session of its own (out of reach of the group kill) waits for this process to die,
+    then SIGKILLs every process carrying this process's token, which identifies this Ray
+    alone: other users' or other processes' Ray, and clusters joined by address, are
+    never touched. The token is only in the environment during ``ray.init``, so later
+    children of this process (a server, a subprocess) do not carry it.
+    """
+    if not sys.platform.startswith("linux"):  # reads /proc
+        yield
+        return
+    token = f"{os.getpid()}-{secrets.token_hex(8)}"
+    _start_reaper(token)
+    os.environ[OWNER_VAR] = token
+    try:
+        yield
+    finally:
+        os.environ.pop(OWNER_VAR, None)
+
+
+def _start_reaper(token: str) -> subprocess.Popen[bytes]:
+    """Start the watcher for ``token``; it outlives this process only to clean up after it."""
+    package_root = str(Path(__file__).resolve().parents[1])
+    pythonpath = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+    env = {k: v for k, v in os.environ.items() if k != OWNER_VAR}
+    env["PYTHONPATH"] = pythonpath
+    code = "import sys; from ragserve.runtime import reap_orphans; reap_orphans(*sys.argv[1:])"
+    return subprocess.Popen(
+        [sys.executable, "-c", code, str(os.getpid()), token],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        close_fds=True,
+        start_new_session=True,  # not in the group an ingest is killed as
+    )
+
+
+def reap_orphans(owner_pid: str, token: str) -> None:
+    """The watcher's body: wait for ``owner_pid`` to die, then kill what carries ``token``.
+
+    Polling the parent pid (it changes when the owner dies and this process is
+    re-parented) costs nothing measurable and, unlike a pipe, is not fooled by a forked
+    child holding the pipe open. Sweeps repeat until a few in a row find nothing, since
+    a dying raylet may still be starting a worker.
+    """
+    owner = int(owner_pid)
+    while os.getppid() == owner:
+        time.sleep(_REAPER_POLL_S)
+    deadline = time.monotonic() + _REAPER_MAX_S
+    quiet = 0
+    while quiet < _REAPER_QUIET_ROUNDS and time.monotonic() < deadline:
+        quiet = 0 if kill_marked(token) else quiet + 1
+        time.sleep(_REAPER_POLL_S)
+
+
+def kill_marked(token: str) -> int:
+    """SIGKILL every other process whose environment has ``OWNER_VAR=token``; return how many."""
+    needle = f"{OWNER_VAR}={token}".encode()
+    killed = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:  # gone, or another user's process
+            continue
+        if needle in environ.split(b"\0"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+    return killed
