@@ -87,15 +87,9 @@ def settings_for(
 
 
 def wait_ready(base: str, timeout_s: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{base} was not ready within {timeout_s:.0f}s")
+    from tests.support.ready import wait_until_ready
+
+    wait_until_ready(base, timeout_s)
 
 
 @contextmanager

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 from tests.support.index import KNOWN_ANSWERS, build_index
+from tests.support.ready import wait_until_ready
 
 from ragserve.config import Settings
 from ragserve.serve.deployments import run_serve, serve_config_yaml
@@ -54,23 +54,11 @@ def served(
     try:
         run_serve(settings, blocking=False)
         base = f"http://127.0.0.1:{port}"
-        _wait_until_ready(base)
+        wait_until_ready(base)
         yield base
     finally:
         serve.shutdown()
         ray.shutdown()
-
-
-def _wait_until_ready(base: str, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"Ray Serve app at {base} was not ready within {timeout_s}s")
 
 
 def test_health_and_ready_over_real_http(served: str) -> None:
