@@ -17,14 +17,8 @@ from ragserve.config import IngestSettings
 from ragserve.documents import Document
 from ragserve.errors import FetchError, ScopeError
 from ragserve.ingest.crawl import _GuardedBackend
-from ragserve.ingest.sources import (
-    NotModified,
-    PageProblem,
-    SourceItem,
-    Validators,
-    is_gone,
-    iter_source,
-)
+from ragserve.ingest.items import NotModified, PageProblem, SourceItem, Validators, is_gone
+from ragserve.ingest.sources import iter_source
 
 pytestmark = pytest.mark.integration
 

@@ -10,14 +10,9 @@ import pytest
 from ragserve.config import IngestSettings
 from ragserve.documents import Document
 from ragserve.errors import ConfigError, ContentError
-from ragserve.ingest.sources import (
-    NotModified,
-    PageProblem,
-    SourceItem,
-    Validators,
-    decode_bytes,
-    iter_source,
-)
+from ragserve.ingest.decode import decode_bytes
+from ragserve.ingest.items import NotModified, PageProblem, SourceItem, Validators
+from ragserve.ingest.sources import iter_source
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,8 @@ from ragserve.config import IngestSettings
 from ragserve.documents import Document
 from ragserve.errors import FetchError
 from ragserve.ingest.extract import extract_sections
-from ragserve.ingest.sources import PageProblem, SourceItem, iter_source
+from ragserve.ingest.items import PageProblem, SourceItem
+from ragserve.ingest.sources import iter_source
 
 pytestmark = pytest.mark.integration
 

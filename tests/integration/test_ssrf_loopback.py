@@ -18,9 +18,11 @@ from tests.support.site_server import SiteServer
 from tests.unit.test_address_guard import LOOPBACK_SPELLINGS
 
 from ragserve.config import IngestSettings
+from ragserve.documents import Document
 from ragserve.errors import ScopeError
 from ragserve.ingest.crawl import _GuardedBackend
-from ragserve.ingest.sources import Document, PageProblem, iter_source
+from ragserve.ingest.items import PageProblem
+from ragserve.ingest.sources import iter_source
 
 pytestmark = pytest.mark.integration
 

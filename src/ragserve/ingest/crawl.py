@@ -60,16 +60,16 @@ from selectolax.lexbor import LexborHTMLParser
 from ragserve.config import IngestSettings
 from ragserve.documents import Document
 from ragserve.errors import ContentError, FetchError, ScopeError, SourceError
+from ragserve.ingest.decode import binary_reason, decode_bytes
 from ragserve.ingest.html_depth import flatten_deep_nesting
-from ragserve.ingest.robots import RobotRules, parse_sitemap
-from ragserve.ingest.sources import (
+from ragserve.ingest.items import (
     NotModified,
     PageProblem,
     SourceItem,
     Validators,
-    binary_reason,
-    decode_bytes,
+    too_large_reason,
 )
+from ragserve.ingest.robots import RobotRules, parse_sitemap
 from ragserve.ingest.urls import (
     Scope,
     check_addresses,
@@ -288,10 +288,6 @@ def _describe_transport_error(exc: Exception, timeout_s: float) -> str:
     return f"network error ({type(exc).__name__}: {exc})"
 
 
-def _too_large(limit: int) -> str:
-    return f"page is larger than {limit} bytes; raise --max-page-bytes to ingest it"
-
-
 class _Inflater:
     """Decodes a ``Content-Encoding`` chain without ever producing more than a limit.
 
@@ -343,7 +339,7 @@ async def _read_limited(response: httpx.Response, limit: int) -> tuple[bytes, st
     if inflater.unsupported:
         return b"", f"unsupported Content-Encoding {', '.join(inflater.unsupported)}; skipped"
     if declared.isdigit() and int(declared) > limit:
-        return b"", _too_large(limit)
+        return b"", too_large_reason(limit)
     body = bytearray()
     async for piece in response.aiter_raw():
         try:
@@ -351,7 +347,7 @@ async def _read_limited(response: httpx.Response, limit: int) -> tuple[bytes, st
         except zlib.error as exc:
             return b"", f"its compressed body is corrupt ({exc}); skipped"
         if decoded is None:
-            return b"", _too_large(limit)
+            return b"", too_large_reason(limit)
         body += decoded
     return bytes(body), None
 

@@ -29,7 +29,8 @@ from ragserve.config import IngestSettings, Settings
 from ragserve.documents import Document
 from ragserve.embed import build_embedder
 from ragserve.errors import SourceError
-from ragserve.ingest.sources import NotModified, PageProblem, Validators, is_gone, iter_source
+from ragserve.ingest.items import NotModified, PageProblem, Validators, is_gone
+from ragserve.ingest.sources import iter_source
 from ragserve.ingest.stages import EmbedBatch, chunk_batch, document_to_row, rows_to_chunks
 from ragserve.ingest.sync import SyncPlan
 from ragserve.ingest.urls import Scope, public_url

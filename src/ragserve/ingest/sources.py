@@ -30,13 +30,11 @@ relative names would collide between two folders with the same layout.
 
 from __future__ import annotations
 
-import codecs
 import logging
 import os
 import re
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from email.utils import formatdate
 from pathlib import Path
 from urllib.parse import quote
@@ -44,41 +42,18 @@ from urllib.parse import quote
 from ragserve.config import IngestSettings
 from ragserve.documents import ContentKind, Document
 from ragserve.errors import ConfigError, ContentError, ScopeError
+from ragserve.ingest.crawl import crawl
+from ragserve.ingest.decode import binary_reason, decode_bytes
+from ragserve.ingest.items import (
+    NotModified,
+    PageProblem,
+    SourceItem,
+    Validators,
+    too_large_reason,
+)
 from ragserve.ingest.urls import page_key
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class PageProblem:
-    """A page that could not be ingested, with a reason a human understands.
-
-    ``limit`` marks a crawl bound reached (max_depth, a sitemap cap) rather than a
-    failure: it is reported, but hides no indexed page, so vanished pages may
-    still be deleted.
-    """
-
-    url: str
-    reason: str
-    limit: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class NotModified:
-    """A conditional request said the page is unchanged: keep what the index has."""
-
-    url: str
-
-
-SourceItem = Document | PageProblem | NotModified
-
-
-@dataclass(frozen=True, slots=True)
-class Validators:
-    """What the index knows of a page's version, for conditional requests on re-crawl."""
-
-    etag: str | None
-    last_modified: str | None
 
 
 #: File suffixes a folder source reads, and the kind of content each holds.
@@ -90,9 +65,6 @@ FOLDER_KINDS: dict[str, ContentKind] = {
     ".txt": "text",
     ".rst": "text",
 }
-GONE_PREFIXES = ("HTTP 404", "HTTP 410")
-_META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
-_SNIFF_BYTES = 4096
 
 
 def iter_source(
@@ -108,19 +80,12 @@ def iter_source(
     """
     lowered = source.strip().lower()
     if lowered.startswith(("http://", "https://")):
-        from ragserve.ingest.crawl import crawl  # crawl imports this module's types
-
         return crawl(source.strip(), settings, known)
     if re.match(r"^[a-z][a-z0-9+.-]*://", lowered):
         raise ScopeError(
             f"cannot read {source!r}: sources are http:// or https:// URLs, or a local folder path"
         )
     return iter_folder(Path(source).expanduser(), settings, known)
-
-
-def is_gone(problem: PageProblem) -> bool:
-    """True when the site says the page no longer exists (HTTP 404 or 410)."""
-    return problem.reason.startswith(GONE_PREFIXES)
 
 
 def iter_folder(
@@ -185,7 +150,7 @@ def _read_file(
         if previous is not None and previous.etag == etag:
             return NotModified(url=url)
         if stat.st_size > settings.max_page_bytes:
-            return PageProblem(url, _too_large(settings.max_page_bytes))
+            return PageProblem(url, too_large_reason(settings.max_page_bytes))
         raw = path.read_bytes()
     except OSError as exc:
         return PageProblem(url, f"could not be read: {exc.strerror or exc}")
@@ -210,71 +175,3 @@ def folder_file_url(root: Path, path: Path, base_url: str | None, kind: ContentK
     relative = quote(path.relative_to(root).as_posix(), safe="/")
     url = base_url.rstrip("/") + "/" + relative
     return page_key(url) if kind == "html" else url
-
-
-def _too_large(limit: int) -> str:
-    return f"page is larger than {limit} bytes; raise --max-page-bytes to ingest it"
-
-
-# --- text decoding, shared with the crawler -----------------------------------------
-
-
-_BINARY_SAMPLE = 8192
-_BINARY_ODD_SHARE = 0.1
-
-
-def decode_bytes(raw: bytes, declared: str | None = None, *, sniff_html: bool = False) -> str:
-    """Decode page bytes to text, never failing.
-
-    Precedence as browsers do it: a byte-order mark, then the charset the
-    server declared, then a ``<meta charset>`` in the first bytes (HTML only),
-    then UTF-8, then Windows-1252 (what "latin-1" pages usually really are),
-    then Latin-1, which decodes anything. A declared charset Python does not
-    know is ignored; bytes invalid in the chosen charset become U+FFFD.
-    """
-    for bom, bom_codec in (
-        (codecs.BOM_UTF8, "utf-8-sig"),
-        (codecs.BOM_UTF16_LE, "utf-16"),
-        (codecs.BOM_UTF16_BE, "utf-16"),
-    ):
-        if raw.startswith(bom):
-            return raw.decode(bom_codec, errors="replace")
-    encoding = _known_codec(declared)
-    if encoding is None and sniff_html:
-        match = _META_CHARSET.search(raw[:_SNIFF_BYTES])
-        encoding = _known_codec(match.group(1).decode("ascii")) if match else None
-    if encoding is not None:
-        return raw.decode(encoding, errors="replace")
-    for fallback in ("utf-8", "cp1252"):
-        try:
-            return raw.decode(fallback)
-        except UnicodeDecodeError:
-            continue
-    return raw.decode("latin-1")
-
-
-def binary_reason(raw: bytes, text: str) -> str | None:
-    """Why ``raw`` (decoded as ``text``) is not text, or None if it is.
-
-    Servers label images, archives and compressed streams ``text/html``; indexed,
-    they become hundreds of garbage chunks. NUL bytes (outside UTF-16) or a
-    sample dense with control characters and U+FFFD give them away.
-    """
-    utf16 = raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
-    if not utf16 and b"\x00" in raw[:_BINARY_SAMPLE]:
-        return "it contains NUL bytes"
-    sample = text[:_BINARY_SAMPLE]
-    odd = sum(1 for char in sample if char == "\ufffd" or (char < " " and char not in "\t\n\r\f"))
-    if sample and odd > len(sample) * _BINARY_ODD_SHARE:
-        return f"{odd} of its first {len(sample)} characters are control or undecodable bytes"
-    return None
-
-
-def _known_codec(name: str | None) -> str | None:
-    if not name:
-        return None
-    try:
-        return codecs.lookup(name.strip().strip("\"'")).name
-    except LookupError:
-        logger.debug("ignoring unknown charset %r", name)
-        return None
