@@ -31,7 +31,13 @@ from ragserve.embed import build_embedder
 from ragserve.errors import SourceError
 from ragserve.ingest.items import NotModified, PageProblem, Validators, is_gone
 from ragserve.ingest.sources import iter_source
-from ragserve.ingest.stages import EmbedBatch, chunk_batch, document_to_row, rows_to_chunks
+from ragserve.ingest.stages import (
+    Chunking,
+    EmbedBatch,
+    chunk_batch,
+    document_to_row,
+    rows_to_chunks,
+)
 from ragserve.ingest.sync import SyncPlan
 from ragserve.ingest.urls import Scope, public_url
 from ragserve.runtime import ensure_ray
@@ -321,11 +327,7 @@ def _embedded_batches(documents: list[Document], settings: Settings) -> Iterable
         batch_size=16,
         batch_format="numpy",
         num_cpus=0.5,
-        fn_kwargs={
-            "chunk_size": settings.ingest.chunk_size,
-            "chunk_overlap": settings.ingest.chunk_overlap,
-            "section_aware": settings.ingest.section_aware,
-        },
+        fn_kwargs={"chunking": Chunking.of(settings.ingest)},
     )
     embedded = chunked.map_batches(
         EmbedBatch,

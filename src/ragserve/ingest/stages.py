@@ -9,12 +9,13 @@ cluster.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ragserve.config import EmbedSettings
+from ragserve.config import EmbedSettings, IngestSettings
 from ragserve.documents import Chunk, Document
 from ragserve.ingest.chunk import chunk_sections
 from ragserve.ingest.extract import empty_page_reason, extract_sections
@@ -49,7 +50,25 @@ def document_to_row(document: Document) -> dict[str, Any]:
     }
 
 
-def chunk_batch(batch: Batch, *, chunk_size: int, chunk_overlap: int, section_aware: bool) -> Batch:
+@dataclass(frozen=True, slots=True)
+class Chunking:
+    """How pages are cut into chunks: the three settings the chunk stage and the schema need.
+
+    A small frozen value travels to Ray tasks (and into the index schema)
+    instead of the whole ``Settings``, so a stage depends only on what it uses.
+    """
+
+    size: int
+    overlap: int
+    section_aware: bool
+
+    @classmethod
+    def of(cls, settings: IngestSettings) -> Chunking:
+        """The chunking an ingest run uses."""
+        return cls(settings.chunk_size, settings.chunk_overlap, settings.section_aware)
+
+
+def chunk_batch(batch: Batch, *, chunking: Chunking) -> Batch:
     """Extract and chunk a batch of documents into a batch of chunk rows.
 
     A page that yields no text gets one row with an empty ``id`` and the reason
@@ -67,9 +86,9 @@ def chunk_batch(batch: Batch, *, chunk_size: int, chunk_overlap: int, section_aw
             chunks = chunk_sections(
                 sections,
                 document_hash=document.content_hash,
-                chunk_size=chunk_size,
-                chunk_overlap=chunk_overlap,
-                section_aware=section_aware,
+                chunk_size=chunking.size,
+                chunk_overlap=chunking.overlap,
+                section_aware=chunking.section_aware,
             )
         except Exception as exc:  # one bad page must not fail the job
             logger.warning("extracting %s failed: %s", url, exc)
