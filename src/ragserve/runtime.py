@@ -22,8 +22,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ragserve.errors import ClusterError
-
 logger = logging.getLogger(__name__)
 
 
@@ -70,6 +68,9 @@ def _init(ray: Any, address: str, kwargs: dict[str, Any]) -> None:
     ("node timed out during startup"); a second try usually succeeds. A
     cluster named in ``RAY_ADDRESS`` that cannot be joined is not retried.
     """
+    # Imported here: this module is also run alone, as the reaper, with the stdlib only.
+    from ragserve.errors import ClusterError
+
     attempts = 2 if address == "local" else 1
     for attempt in range(1, attempts + 1):
         try:
@@ -118,8 +119,7 @@ def _reaper_for_local_ray() -> Iterator[None]:
     if not sys.platform.startswith("linux"):  # reads /proc
         yield
         return
-    token = f"{os.getpid()}-{secrets.token_hex(8)}"
-    _start_reaper(token)
+    token = _owner_token()
     os.environ[OWNER_VAR] = token
     try:
         yield
@@ -127,15 +127,33 @@ def _reaper_for_local_ray() -> Iterator[None]:
         os.environ.pop(OWNER_VAR, None)
 
 
+_owner: dict[int, str] = {}  # pid -> token: one reaper per process, a new one after fork
+
+
+def _owner_token() -> str:
+    """This process's token, starting its reaper the first time a local Ray starts."""
+    pid = os.getpid()
+    if pid not in _owner:
+        _owner[pid] = f"{pid}-{secrets.token_hex(8)}"
+        _start_reaper(_owner[pid])
+    return _owner[pid]
+
+
 def _start_reaper(token: str) -> subprocess.Popen[bytes]:
-    """Start the watcher for ``token``; it outlives this process only to clean up after it."""
-    package_root = str(Path(__file__).resolve().parents[1])
-    pythonpath = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+    """Start the watcher for ``token``; it outlives this process only to clean up after it.
+
+    It runs this file alone (``-I -S``: no site-packages, no ``ragserve`` package), so it
+    costs a bare interpreter's memory rather than ragserve's imports.
+    """
+    code = (
+        "import importlib.util, sys; "
+        "spec = importlib.util.spec_from_file_location('ragserve_reaper', sys.argv[1]); "
+        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
+        "module.reap_orphans(*sys.argv[2:])"
+    )
     env = {k: v for k, v in os.environ.items() if k != OWNER_VAR}
-    env["PYTHONPATH"] = pythonpath
-    code = "import sys; from ragserve.runtime import reap_orphans; reap_orphans(*sys.argv[1:])"
     return subprocess.Popen(
-        [sys.executable, "-c", code, str(os.getpid()), token],
+        [sys.executable, "-I", "-S", "-c", code, __file__, str(os.getpid()), token],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

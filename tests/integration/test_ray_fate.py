@@ -38,7 +38,8 @@ def _session_processes(marker: str) -> list[str]:
                 continue
             cmdline = " ".join(proc.info["cmdline"] or [])
             if marker in cmdline or any(marker in v for v in proc.environ().values()):
-                found.append(f"{proc.pid} {proc.info['name']} {cmdline[:80]}")
+                label = "ragserve-reaper" if "ragserve_reaper" in cmdline else cmdline[:80]
+                found.append(f"{proc.pid} {proc.info['name']} {label}")
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
     return found
@@ -91,7 +92,7 @@ def test_kill_9_of_an_ingest_group_leaves_no_ray_process(sample_corpus: Path) ->
         at_kill = list(left)
         ray_gone_s = None  # when only ragserve's own watcher (which exits after) was left
         while left and time.monotonic() - killed_at < GONE_WITHIN_S:
-            if ray_gone_s is None and all("ragserve.runtime" in line for line in left):
+            if ray_gone_s is None and all("ragserve-reaper" in line for line in left):
                 ray_gone_s = round(time.monotonic() - killed_at, 2)
             time.sleep(0.25)
             left = _session_processes(ray_tmp)

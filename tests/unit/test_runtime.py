@@ -114,6 +114,9 @@ def test_the_owner_token_is_in_the_environment_only_while_ray_starts() -> None:
     with _reaper_for_local_ray():
         if sys.platform.startswith("linux"):
             assert os.environ[OWNER_VAR].startswith(f"{os.getpid()}-")
+            token = os.environ[OWNER_VAR]
+            with _reaper_for_local_ray():  # a second start reuses the one reaper
+                assert os.environ[OWNER_VAR] == token
     assert OWNER_VAR not in os.environ
 
 
