@@ -128,6 +128,7 @@ def _reaper_for_local_ray() -> Iterator[None]:
 
 
 _owner: dict[int, str] = {}  # pid -> token: one reaper per process, a new one after fork
+_reapers: list[subprocess.Popen[bytes]] = []  # held, so no "still running" warning on GC
 
 
 def _owner_token() -> str:
@@ -135,7 +136,7 @@ def _owner_token() -> str:
     pid = os.getpid()
     if pid not in _owner:
         _owner[pid] = f"{pid}-{secrets.token_hex(8)}"
-        _start_reaper(_owner[pid])
+        _reapers.append(_start_reaper(_owner[pid]))
     return _owner[pid]
 
 

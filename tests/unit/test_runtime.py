@@ -107,6 +107,7 @@ def test_a_kill_9_of_the_owner_kills_what_its_local_ray_started_and_nothing_else
         for pid in (marked, unmarked):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        driver.stdout.close()
 
 
 def test_the_owner_token_is_in_the_environment_only_while_ray_starts() -> None:
