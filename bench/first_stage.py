@@ -37,13 +37,13 @@ from scipy import sparse as sp
 from ragserve.config import EmbedSettings, Settings
 from ragserve.documents import Document
 from ragserve.embed import build_embedder
-from ragserve.evaluate import normalize_url, page_of
+from ragserve.eval.metrics import normalize_url, page_of
+from ragserve.eval.statistics import sign_test_p
 from ragserve.ingest.chunk import chunk_sections
 from ragserve.ingest.extract import extract_sections
 from ragserve.ingest.sources import iter_source
 from ragserve.models import model_path
 from ragserve.onnx_encoder import OnnxEncoder
-from ragserve.statistics import sign_test_p
 from ragserve.store.sparse import SparseEncoder
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -53,15 +53,15 @@ from typing import Any
 from _common import REPO, RESULTS, SHARED, machine, write_result
 from ragserve.agent import QueryAgent
 from ragserve.config import load_settings
-from ragserve.evaluate import (
+from ragserve.eval.metrics import (
     EvalResult,
     Retrieved,
     evaluate_retrieval,
     load_questions,
 )
-from ragserve.statistics import sign_test_p
+from ragserve.eval.statistics import sign_test_p
 from ragserve.store.base import SearchMode
-from ragserve.sweep import format_table, sweep_grid
+from sweep import format_table, sweep_grid
 
 logger = logging.getLogger("bench.quality")
 

@@ -28,7 +28,7 @@ import httpx
 from fastapi import FastAPI
 
 from _common import free_port, machine, write_result
-from ragserve.statistics import percentile
+from ragserve.eval.statistics import percentile
 
 ROUTE_APP = (
     "import uvicorn\n"

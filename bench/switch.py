@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO / "tests" / "integration"))
 from test_serve_ray_versions import NEW_URL, QUESTION, publish_a_new_page
 from tests.support.index import build_index
 
-from ragserve.statistics import percentile
+from ragserve.eval.statistics import percentile
 
 
 def serve(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:

@@ -543,8 +543,9 @@ def eval_command(
 ) -> None:
     """Measure retrieval (and answer) quality of the index on a question set."""
     setup_logging(verbose)
-    from ragserve.evaluate import compare_with_baseline, load_result_records, write_results
-    from ragserve.quality import run_eval
+    from ragserve.eval.metrics import compare_with_baseline
+    from ragserve.eval.report import load_result_records, write_results
+    from ragserve.eval.run import run_eval
 
     try:
         settings = build_settings(
@@ -615,7 +616,7 @@ def _print_eval_summary(summary: dict[str, Any], paths: dict[str, Path]) -> None
 
 
 def _print_answer_summary(answers: dict[str, Any]) -> None:
-    from ragserve.answer_eval import format_generator_scores
+    from ragserve.eval.answers import format_generator_scores
 
     judge = answers.get("judge") or "none"
     out.print(f"  answers (similarity: {answers['similarity_model']}; judge: {judge}):")

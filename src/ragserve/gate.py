@@ -18,7 +18,7 @@ from typing import Any
 from ragserve.agent import QueryAgent
 from ragserve.config import Settings
 from ragserve.errors import ConfigError
-from ragserve.evaluate import write_results
+from ragserve.eval.report import write_results
 from ragserve.store.base import VectorStore
 
 
@@ -48,7 +48,7 @@ class Gate:
 
     def __call__(self, version: VectorStore) -> dict[str, Any]:
         """Evaluate ``version`` (not yet live); the outcome ``run_ingest`` records."""
-        from ragserve.quality import run_eval
+        from ragserve.eval.run import run_eval
 
         agent = QueryAgent(self.settings, store=version)
         try:

@@ -18,7 +18,7 @@ from tests.support.llm_server import ScriptedServer, chat_reply, free_port
 from ragserve.agent import QueryAgent
 from ragserve.config import Settings
 from ragserve.errors import ConfigError
-from ragserve.quality import run_eval, settings_for_provider
+from ragserve.eval.run import run_eval, settings_for_provider
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

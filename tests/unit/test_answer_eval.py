@@ -12,18 +12,18 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from ragserve.answer_eval import (
+from ragserve.embed import Vectors
+from ragserve.eval.answers import (
     embedding_similarities,
     format_generator_scores,
     grade_answer,
     summarize_answers,
     summarize_generator,
 )
-from ragserve.embed import Vectors
-from ragserve.evaluate import EvalQuestion, EvalResult, Retrieved, evaluate_retrieval
+from ragserve.eval.grading import answer_body, cited_numbers, is_refusal
+from ragserve.eval.metrics import EvalQuestion, EvalResult, Retrieved, evaluate_retrieval
+from ragserve.eval.report import render_html
 from ragserve.generate import EXTRACTIVE_LABEL
-from ragserve.grading import answer_body, cited_numbers, is_refusal
-from ragserve.report import render_html
 
 pytestmark = pytest.mark.unit
 

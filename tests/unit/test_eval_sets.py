@@ -15,7 +15,7 @@ from types import ModuleType
 
 import pytest
 
-from ragserve.evaluate import load_questions
+from ragserve.eval.metrics import load_questions
 
 ROOT = Path(__file__).resolve().parents[2]
 SETS = {

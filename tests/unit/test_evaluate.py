@@ -23,20 +23,19 @@ from pathlib import Path
 import pytest
 
 from ragserve.errors import ConfigError
-from ragserve.evaluate import (
+from ragserve.eval.grading import judge_prompt, lexical_overlap, parse_judge_score
+from ragserve.eval.metrics import (
     EvalQuestion,
     EvalResult,
     Retrieved,
     compare_with_baseline,
     evaluate_retrieval,
     load_questions,
-    load_result_records,
     normalize_url,
     page_of,
-    write_results,
 )
-from ragserve.grading import judge_prompt, lexical_overlap, parse_judge_score
-from ragserve.statistics import bootstrap_interval, sign_test_p
+from ragserve.eval.report import load_result_records, write_results
+from ragserve.eval.statistics import bootstrap_interval, sign_test_p
 
 pytestmark = pytest.mark.unit
 

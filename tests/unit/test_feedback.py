@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from ragserve.cli import app
 from ragserve.errors import FeedbackError
-from ragserve.evaluate import load_questions
+from ragserve.eval.metrics import load_questions
 from ragserve.feedback import (
     Feedback,
     FeedbackSource,

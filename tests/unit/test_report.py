@@ -6,11 +6,11 @@ import html.parser
 import sys
 
 import pytest
+from bench.sweep import format_table, result_row, sweep_grid
 
 from ragserve.errors import ConfigError
-from ragserve.evaluate import EvalQuestion, EvalResult, Retrieved, evaluate_retrieval
-from ragserve.report import render_html, section_hit_rates
-from ragserve.sweep import format_table, result_row, sweep_grid
+from ragserve.eval.metrics import EvalQuestion, EvalResult, Retrieved, evaluate_retrieval
+from ragserve.eval.report import render_html, section_hit_rates
 
 pytestmark = pytest.mark.unit
 
@@ -95,7 +95,7 @@ def test_sweep_rows_render_as_a_comparison_table() -> None:
         result_row({"mode": "dense", "chunk_size": 512}, result),
         {"mode": "sparse", "chunk_size": 512, "retrieval_score": 0.9},
     ]
-    import ragserve.report as report
+    import ragserve.eval.report as report
 
     page = report._sweep_table(rows)
 

@@ -1,13 +1,13 @@
 """Running an evaluation against a live index, and the refresh quality gate.
 
-``evaluate.py`` owns the metrics and knows nothing about indexes; this module
+``eval.metrics`` owns the metrics and knows nothing about indexes; this module
 connects it to a ``QueryAgent`` so ``ragserve eval`` and ``ragserve ingest
 --eval`` measure exactly what ``ragserve ask`` would retrieve.
 
 With answers, each question is retrieved once and every generator answers
 from the same top-k chunks (``QueryAgent.answer_retrieved``), question by
 question in turn, so the generators see the same sources and the same machine
-load; ``answer_eval`` grades the answers.
+load; ``eval.answers`` grades the answers.
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ from typing import Any, get_args
 from pydantic import ValidationError
 
 from ragserve.agent import QueryAgent
-from ragserve.answer_eval import embedding_similarities, grade_answer
 from ragserve.config import DEFAULT_EMBED_MODEL, LLMSettings, Settings
 from ragserve.embed import Embedder, build_embedder
 from ragserve.errors import ConfigError, RagserveError
-from ragserve.evaluate import (
+from ragserve.eval.answers import embedding_similarities, grade_answer
+from ragserve.eval.grading import answer_body, judge_prompt, parse_judge_score
+from ragserve.eval.metrics import (
     EvalResult,
     Retrieved,
     evaluate_retrieval,
@@ -34,7 +35,6 @@ from ragserve.evaluate import (
 )
 from ragserve.generate import EXTRACTIVE_LABEL, LLM, Prompt, build_llm
 from ragserve.generate.factory import resolve_provider
-from ragserve.grading import answer_body, judge_prompt, parse_judge_score
 from ragserve.retrieve import Retrieval
 from ragserve.store.base import SearchMode
 

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ragserve.answer_eval import summarize_answers
 from ragserve.errors import ConfigError
-from ragserve.statistics import bootstrap_interval, latency_summary, sign_test_p
+from ragserve.eval.answers import summarize_answers
+from ragserve.eval.statistics import bootstrap_interval, latency_summary, sign_test_p
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class EvalResult:
     """Per-question records plus the settings needed to aggregate them.
 
     Aggregates are recomputed from ``records`` on demand, so records that gain
-    answers later (``record["answers"][generator]``, see ``answer_eval``) stay
+    answers later (``record["answers"][generator]``, see ``eval.answers``) stay
     consistent with the summary.
     """
 
@@ -310,23 +310,6 @@ def _mean_or_none(values: Sequence[bool | float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def load_result_records(path: Path) -> list[dict[str, Any]]:
-    """The per-question records of an earlier ``ragserve eval --out`` (``results.jsonl``)."""
-    if path.is_dir():
-        path = path / "results.jsonl"
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-        records = [json.loads(line) for line in lines if line.strip()]
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(
-            f"cannot read baseline results {path}: {exc}; pass the results.jsonl (or the "
-            "--out folder) of an earlier `ragserve eval`"
-        ) from exc
-    if not all(isinstance(r, dict) and "question" in r and "hit" in r for r in records):
-        raise ConfigError(f"{path} does not hold `ragserve eval` results (question, hit)")
-    return records
-
-
 def compare_with_baseline(
     result: EvalResult, baseline: Sequence[Mapping[str, Any]], *, name: str = ""
 ) -> dict[str, Any]:
@@ -364,31 +347,3 @@ def compare_with_baseline(
     }
     result.vs_baseline = comparison
     return comparison
-
-
-# --- output ---------------------------------------------------------------------------
-
-
-def write_results(result: EvalResult, out_dir: Path) -> dict[str, Path]:
-    """Write ``results.jsonl``, ``summary.json`` and ``report.html`` into ``out_dir``."""
-    from ragserve.report import render_html
-
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        paths = {
-            "results": out_dir / "results.jsonl",
-            "summary": out_dir / "summary.json",
-            "report": out_dir / "report.html",
-        }
-        with paths["results"].open("w", encoding="utf-8") as handle:
-            for record in result.records:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        paths["summary"].write_text(
-            json.dumps(result.summary(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-        )
-        paths["report"].write_text(render_html(result), encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(
-            f"could not write evaluation results to {out_dir}: {exc}; pass a writable --out"
-        ) from exc
-    return paths

@@ -6,6 +6,10 @@ to the pages. Plots are matplotlib PNGs inlined as ``data:`` URIs, drawn on
 ``Figure`` objects directly (no pyplot), so rendering neither needs a display
 nor changes the caller's matplotlib backend. Without matplotlib the report
 still renders, with tables only and the install command.
+
+The files of a run (``results.jsonl``, ``summary.json``, ``report.html``) are
+written and read back here too, so the metrics module knows nothing of files
+and nothing imports back into it.
 """
 
 from __future__ import annotations
@@ -13,12 +17,15 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragserve.evaluate import EvalResult, normalize_url, page_of
+from ragserve.errors import ConfigError
+from ragserve.eval.metrics import EvalResult, normalize_url, page_of
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -504,3 +511,46 @@ def _plot_latency(result: EvalResult) -> str:
     axes.grid(alpha=0.3)
     axes.legend()
     return _png(figure)
+
+
+# --- result files ---------------------------------------------------------------------
+
+
+def write_results(result: EvalResult, out_dir: Path) -> dict[str, Path]:
+    """Write ``results.jsonl``, ``summary.json`` and ``report.html`` into ``out_dir``."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = {
+            "results": out_dir / "results.jsonl",
+            "summary": out_dir / "summary.json",
+            "report": out_dir / "report.html",
+        }
+        with paths["results"].open("w", encoding="utf-8") as handle:
+            for record in result.records:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        paths["summary"].write_text(
+            json.dumps(result.summary(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+        paths["report"].write_text(render_html(result), encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"could not write evaluation results to {out_dir}: {exc}; pass a writable --out"
+        ) from exc
+    return paths
+
+
+def load_result_records(path: Path) -> list[dict[str, Any]]:
+    """The per-question records of an earlier ``ragserve eval --out`` (``results.jsonl``)."""
+    if path.is_dir():
+        path = path / "results.jsonl"
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        records = [json.loads(line) for line in lines if line.strip()]
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(
+            f"cannot read baseline results {path}: {exc}; pass the results.jsonl (or the "
+            "--out folder) of an earlier `ragserve eval`"
+        ) from exc
+    if not all(isinstance(r, dict) and "question" in r and "hit" in r for r in records):
+        raise ConfigError(f"{path} does not hold `ragserve eval` results (question, hit)")
+    return records

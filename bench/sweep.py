@@ -1,8 +1,10 @@
 """Helpers for experiment sweeps: the grid of configurations and the results table.
 
-The lead's sweep runner ingests once per index-shaping configuration and
-evaluates each retrieval configuration against it; these helpers stay free of
-that machinery so the grid and the README table are trivially testable.
+Only the benchmarks use them (``bench/quality.py``), so they live beside them
+rather than in the package. The sweep runner ingests once per index-shaping
+configuration and evaluates each retrieval configuration against it; these
+helpers stay free of that machinery so the grid and the README table are
+trivially testable.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ragserve.errors import ConfigError
-from ragserve.evaluate import EvalResult
+from ragserve.eval.metrics import EvalResult
 
 
 def sweep_grid(spec: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ Each answer is graded on:
 - whether it declines ("I don't know" or a recognisable refusal);
 - latency: seconds spent generating, and in total (retrieval included).
 
-Nothing here knows about indexes or LLM backends: ``quality.py`` produces
+Nothing here knows about indexes or LLM backends: ``eval.run`` produces
 the answers and this module turns them into numbers, so every metric can be
 checked by hand on a tiny fixture.
 """
@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ragserve.grading import answer_body, cited_numbers, is_refusal, lexical_overlap
-from ragserve.statistics import percentile
+from ragserve.eval.grading import answer_body, cited_numbers, is_refusal, lexical_overlap
+from ragserve.eval.statistics import percentile
 
 if TYPE_CHECKING:
     from ragserve.embed import Embedder
