@@ -72,7 +72,7 @@ def llama_server(
     path = model_path or default_model_path()
     port = free_port()
     command = [
-        sys.executable, "-m", "llama_cpp.server",
+        sys.executable, "-m", "tests.support.llama_server_main",
         "--model", str(path), "--model_alias", alias,
         "--host", "127.0.0.1", "--port", str(port),
         "--n_ctx", str(n_ctx), "--n_threads", str(n_threads),

@@ -174,6 +174,7 @@ class LlamaCppLLM:
                 "file, or leave it unset to use the bundled gemma3-270m"
             )
         logger.info("loading %s with a %d-token context", path, self._context_window)
+        disable_weight_repacking()
         try:
             return llama_cpp.Llama(
                 model_path=str(path),
@@ -187,3 +188,29 @@ class LlamaCppLLM:
                 f"llama.cpp could not load {path}: {exc}; check that it is a GGUF model this "
                 "llama-cpp-python version supports"
             ) from exc
+
+
+def disable_weight_repacking() -> None:
+    """Load every llama-cpp-python model without llama.cpp's extra buffer types.
+
+    llama.cpp repacks weights into "extra buffer types" (CPU_REPACK, AMX) for
+    faster matrix products. A native build of llama-cpp-python 0.3.36 on a
+    Xeon with AMX segfaults in its first ``decode`` of gemma3-270m that way
+    (reproduced outside ragserve); with ``use_extra_bufts`` off it answers.
+    ``Llama`` takes its model parameters from ``llama_model_default_params``
+    and exposes no switch, so the default is wrapped once, idempotently. The
+    models this backend runs are small, so the repacking's speed is not missed.
+    """
+    import llama_cpp.llama_cpp as bindings
+
+    defaults = bindings.llama_model_default_params
+    if getattr(defaults, "_ragserve_no_repack", False):
+        return
+
+    def without_extra_buffers() -> Any:
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    without_extra_buffers._ragserve_no_repack = True  # type: ignore[attr-defined]
+    bindings.llama_model_default_params = without_extra_buffers
