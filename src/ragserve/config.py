@@ -153,6 +153,18 @@ class ServeSettings(BaseModel):
     max_body_bytes: int = Field(65_536, ge=1024)
     max_question_chars: int = Field(2_000, ge=1)
     request_timeout_s: float = Field(60.0, gt=0)
+    #: A request body must arrive whole within this many seconds, or 408 and close.
+    body_timeout_s: float = Field(30.0, gt=0)
+    #: The largest request head (request line + headers) uvicorn buffers (h11 limit).
+    max_header_bytes: int = Field(65_536, ge=4096)
+    #: Failed authentications per client address per minute before 429 (0: unlimited).
+    auth_failures_per_minute: int = Field(10, ge=0)
+    #: Requests handled at once by one process; more are answered 503 + Retry-After (0: off).
+    max_in_flight: int = Field(64, ge=0)
+    #: Serve /metrics without a key (for a scraper on a private network).
+    metrics_public: bool = False
+    #: Serve /docs and /openapi.json without a key.
+    docs_public: bool = False
     cors_origins: list[str] = Field(default_factory=list)
     retriever_replicas: int = Field(1, ge=1)
     generator_replicas: int = Field(1, ge=1)

@@ -7,62 +7,28 @@ the embedder are ``integration``; pure configuration checks are ``unit``.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi import FastAPI
-from tests.support.index import BASE, KNOWN_ANSWERS, build_index, shared_embedder
+from tests.support import api as shared
+from tests.support.api import call, settings_for
+from tests.support.index import BASE, KNOWN_ANSWERS, shared_embedder
 
 from ragserve.agent import AnswerEvent, QueryAgent
-from ragserve.config import LLMSettings, Settings
+from ragserve.config import LLMSettings
 from ragserve.errors import ConfigError
 from ragserve.serve import create_app
 from ragserve.store.base import SearchFilter, SearchMode
 
 QUESTION = "How do I run several copies of a deployment?"
 
-
-@pytest.fixture(scope="module")
-def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data_dir = tmp_path_factory.mktemp("api-index")
-    build_index(data_dir)
-    return data_dir
-
-
-def settings_for(data_dir: Path, **serve: Any) -> Settings:
-    groups: dict[str, Any] = {
-        "store": {"data_dir": data_dir},
-        "embed": {"device": "cpu"},
-        "serve": {"rate_limit_per_minute": 0, **serve},
-    }
-    return Settings.model_validate(groups)
-
-
-@pytest.fixture(scope="module")
-def agent(index_dir: Path) -> QueryAgent:
-    return QueryAgent(settings_for(index_dir), embedder=shared_embedder())
-
-
-@pytest.fixture(scope="module")
-def app(index_dir: Path, agent: QueryAgent) -> FastAPI:
-    return create_app(settings_for(index_dir), agent)
-
-
-def call(app: FastAPI, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    """One request through the ASGI app, as a client would send it."""
-
-    async def send() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app, client=("10.1.2.3", 5555))
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            return await client.request(method, path, **kwargs)
-
-    return asyncio.run(send())
+# The shared fixtures (tests/support/api.py): a real index, an agent over it, the app.
+index_dir, agent, app = shared.index_dir, shared.agent, shared.app
 
 
 def sse_events(body: str) -> list[tuple[str | None, str]]:
@@ -276,7 +242,8 @@ def test_api_key_is_required_and_checked(index_dir: Path, agent: QueryAgent) -> 
 
     assert missing.status_code == 401
     assert missing.headers["www-authenticate"] == "Bearer"
-    assert wrong.status_code == 403
+    assert wrong.status_code == 401  # RFC 9110 and OpenAI: bad credentials are 401, not 403
+    assert wrong.json()["error"]["type"] == "invalid_api_key"
     assert bearer.status_code == 200
     assert header.status_code == 200
     assert call(app, "GET", "/healthz").status_code == 200  # probes need no key

@@ -181,8 +181,9 @@ def test_feedback_and_status_need_the_key_and_count_against_the_limit(
     assert call(app, "GET", "/").status_code == 200  # the page itself holds no data
     assert call(app, "GET", "/api/status").status_code == 401
     assert call(app, "POST", "/feedback", json=payload).status_code == 401
+    # a wrong key is 401 like a missing one (HTTP's and OpenAI clients' reading)
     assert (
-        call(app, "POST", "/feedback", json=payload, headers={"X-API-Key": "no"}).status_code == 403
+        call(app, "POST", "/feedback", json=payload, headers={"X-API-Key": "no"}).status_code == 401
     )
     statuses = [
         call(app, "POST", "/feedback", json=payload, headers=auth).status_code for _ in range(4)

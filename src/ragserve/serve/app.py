@@ -11,9 +11,12 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 import ragserve
@@ -24,8 +27,8 @@ from ragserve.serve import feedback_api, openai_api, routes, status, web
 from ragserve.serve.backend import AgentLike, LocalAgent
 from ragserve.serve.failures import install_error_handlers
 from ragserve.serve.observability import Metrics, RequestContext, configure_json_logging
-from ragserve.serve.routes import ServiceContext
-from ragserve.serve.security import ApiKeys, BodySizeLimit, RateLimiter
+from ragserve.serve.routes import ServiceContext, key_unless_public
+from ragserve.serve.security import ApiKeys, BodySizeLimit, InFlightLimit, RateLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +64,7 @@ def create_app(
         metrics=metrics,
         keys=keys,
         limiter=RateLimiter(settings.serve.rate_limit_per_minute),
+        auth_failures=RateLimiter(settings.serve.auth_failures_per_minute),
     )
 
     @asynccontextmanager
@@ -75,8 +79,10 @@ def create_app(
         version=ragserve.__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served below, behind the key unless serve.docs_public
+        openapi_url=None,
     )
+    _add_docs(app)
     app.state.ragserve = ctx
     app.include_router(routes.router)
     app.include_router(openai_api.router)
@@ -85,7 +91,12 @@ def create_app(
     app.include_router(web.router)
     install_error_handlers(app, metrics)
     # Added last = outermost: CORS headers reach every response, errors included.
-    app.add_middleware(BodySizeLimit, max_bytes=settings.serve.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.serve.max_body_bytes,
+        timeout_s=settings.serve.body_timeout_s,
+    )
+    app.add_middleware(InFlightLimit, limit=settings.serve.max_in_flight)
     app.add_middleware(RequestContext, metrics=metrics, echo_request_id=not behind_serve_proxy)
     if settings.serve.cors_origins:
         app.add_middleware(
@@ -101,6 +112,24 @@ def create_app(
         settings.serve.rate_limit_per_minute or "off",
     )
     return app
+
+
+def _add_docs(app: FastAPI) -> None:
+    """/openapi.json and /docs, behind the API key unless ``serve.docs_public``.
+
+    The schema names every route and limit of a service that may be internal;
+    with keys configured it is for key holders (``curl -H 'X-API-Key: …'``).
+    Set ``serve.docs_public`` to browse /docs, which a browser fetches keyless.
+    """
+    docs_key = key_unless_public("docs_public")
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[docs_key])
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[docs_key])
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="ragserve API")
 
 
 async def _warm_up(agent: AgentLike) -> None:
@@ -125,14 +154,28 @@ def run_uvicorn(settings: Settings, *, log_level: str = "info") -> None:
 
     app = create_app(settings)
     configure_json_logging(getattr(logging, log_level.upper(), logging.INFO))
-    uvicorn.run(
+    uvicorn.Server(uvicorn_config(app, settings, log_level=log_level)).run()
+
+
+def uvicorn_config(app: FastAPI, settings: Settings, *, log_level: str = "info") -> Any:
+    """How uvicorn serves ``app``: h11 with a bounded request head.
+
+    h11, not httptools (uvicorn's pick when installed): httptools buffers a
+    request head of any size (a 64 MB header cost 125 MB of RSS), h11 refuses
+    one over ``serve.max_header_bytes`` with 431 and closes the connection.
+    """
+    import uvicorn
+
+    return uvicorn.Config(
         app,
         host=settings.serve.host,
         port=settings.serve.port,
         log_level=log_level,
         timeout_graceful_shutdown=int(settings.serve.request_timeout_s) + 1,
         proxy_headers=False,
+        http="h11",
+        h11_max_incomplete_event_size=settings.serve.max_header_bytes,
     )
 
 
-__all__ = ["create_app", "run_uvicorn"]
+__all__ = ["create_app", "run_uvicorn", "uvicorn_config"]

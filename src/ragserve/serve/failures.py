@@ -13,6 +13,7 @@ reads the original message, not a remote traceback.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -59,6 +60,42 @@ _HTTP_TYPES = {
 }
 
 
+class ApiError(HTTPException):
+    """An HTTP error with a more specific type than its status (``invalid_api_key``)."""
+
+    def __init__(
+        self, status_code: int, error_type: str, detail: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(status_code, detail, headers)
+        self.error_type = error_type
+
+
+#: OpenAI's error ``type`` per status; clients branch on it (``code`` carries ours).
+_OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
+
+
+def openai_error_body(status: int, error_type: str, message: str) -> dict[str, Any]:
+    """OpenAI's error shape (``message``, ``type``, ``param``, ``code``) plus ``request_id``.
+
+    The ``openai`` SDKs read ``error.message`` and ``error.code``; ``code``
+    carries this service's own error type, so nothing is lost for /v1 clients.
+    """
+    kind = _OPENAI_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
+    return {
+        "error": {
+            "message": message,
+            "type": kind,
+            "param": None,
+            "code": error_type,
+            "request_id": request_id_var.get(),
+        }
+    }
+
+
+def is_openai_path(path: str) -> bool:
+    return path == "/v1" or path.startswith("/v1/")
+
+
 def root_cause(exc: BaseException) -> BaseException:
     """The original error of a Ray-wrapped one (``RayTaskError.cause``), else ``exc``."""
     cause = getattr(exc, "cause", None)
@@ -68,6 +105,8 @@ def root_cause(exc: BaseException) -> BaseException:
 def describe_error(exc: BaseException) -> tuple[int, str, str]:
     """``(status, type, message)`` for any failure, safe to show to a client."""
     exc = root_cause(exc)
+    if isinstance(exc, ApiError):
+        return exc.status_code, exc.error_type, str(exc.detail)
     if isinstance(exc, HTTPException):
         return exc.status_code, _HTTP_TYPES.get(exc.status_code, "http_error"), str(exc.detail)
     if isinstance(exc, TimeoutError):
@@ -91,9 +130,19 @@ def describe_error(exc: BaseException) -> tuple[int, str, str]:
 
 
 def error_response(
-    status: int, error_type: str, message: str, headers: dict[str, str] | None = None
+    status: int,
+    error_type: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    *,
+    openai: bool = False,
 ) -> JSONResponse:
-    body = {"error": {"type": error_type, "message": message, "request_id": request_id_var.get()}}
+    """The error body: this service's shape, or OpenAI's on the /v1 routes."""
+    body = (
+        openai_error_body(status, error_type, message)
+        if openai
+        else {"error": {"type": error_type, "message": message, "request_id": request_id_var.get()}}
+    )
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -115,19 +164,26 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
         headers = getattr(exc, "headers", None)
         if status >= 400 and status != 404:
             metrics.errors.labels(type=error_type).inc()
-        return error_response(status, error_type, message, headers)
+        return error_response(
+            status, error_type, message, headers, openai=is_openai_path(request.url.path)
+        )
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         metrics.errors.labels(type="validation_error").inc()
-        return error_response(422, "validation_error", readable_validation_message(exc))
+        return error_response(
+            422,
+            "validation_error",
+            readable_validation_message(exc),
+            openai=is_openai_path(request.url.path),
+        )
 
     async def on_failure(request: Request, exc: Exception) -> JSONResponse:
         status, error_type, message = describe_error(exc)
         metrics.errors.labels(type=error_type).inc()
         if status >= 500:
             logger.warning("%s: %s", error_type, message, exc_info=status == 500)
-        return error_response(status, error_type, message)
+        return error_response(status, error_type, message, openai=is_openai_path(request.url.path))
 
     app.add_exception_handler(HTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)

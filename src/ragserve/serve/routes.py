@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
@@ -27,7 +27,7 @@ from ragserve.config import Settings
 from ragserve.documents import Answer, Source
 from ragserve.feedback import FeedbackStore
 from ragserve.serve.backend import AgentLike
-from ragserve.serve.failures import describe_error
+from ragserve.serve.failures import ApiError, describe_error
 from ragserve.serve.observability import Metrics, request_id_var
 from ragserve.serve.schemas import (
     ErrorResponse,
@@ -55,6 +55,8 @@ class ServiceContext:
     metrics: Metrics
     keys: ApiKeys
     limiter: RateLimiter
+    #: Failed authentications per client address: brute force meets 429, not 401s.
+    auth_failures: RateLimiter = field(default_factory=lambda: RateLimiter(0))
     ready_cache: tuple[float, list[str]] | None = None
     index_version: str | None = None
     feedback: FeedbackStore | None = None
@@ -69,27 +71,76 @@ _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API k
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API key")
 
 
-async def authorize(
+def client_address(request: Request) -> str:
+    return f"ip-{request.client.host}" if request.client else "ip-unknown"
+
+
+async def authenticate(
     request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key_header)],
 ) -> str:
+    """Check the API key when keys are required; the client id (key id, or address).
+
+    Missing and wrong keys are both 401 (RFC 9110: the credentials did not
+    authenticate; OpenAI clients expect it too); 403 would mean a valid key
+    without permission, which this service does not have. An address with
+    too many recent failures gets 429 before its key is even compared, for
+    right keys too: otherwise a brute force could still tell a hit (200)
+    from a miss during the lock-out.
+    """
+    ctx = context(request)
+    address = client_address(request)
+    if not ctx.keys.required:
+        return address
+    locked_s = ctx.auth_failures.wait_s(address)
+    if locked_s > 0:
+        retry = retry_after_header(locked_s)
+        raise ApiError(
+            429,
+            "too_many_auth_failures",
+            f"too many failed authentications from this address; retry in {retry}s",
+            headers={"Retry-After": retry},
+        )
+    token = bearer.credentials if bearer else None
+    presented = presented_key(f"Bearer {token}" if token else None, api_key)
+    key_id = None if presented is None else ctx.keys.match(presented)
+    if key_id is not None:
+        return key_id
+    ctx.auth_failures.acquire(address)
+    if presented is None:
+        raise ApiError(
+            401,
+            "missing_api_key",
+            "an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    raise ApiError(
+        401,
+        "invalid_api_key",
+        "the API key is not valid; check it with the operator",
+        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    )
+
+
+def key_unless_public(setting: str) -> Any:
+    """A dependency: authenticate, unless ``serve.<setting>`` makes the route public."""
+
+    async def check(
+        request: Request,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        api_key: Annotated[str | None, Depends(_api_key_header)],
+    ) -> str:
+        if getattr(context(request).settings.serve, setting):
+            return client_address(request)
+        return await authenticate(request, bearer, api_key)
+
+    return Depends(check)
+
+
+async def authorize(request: Request, client: Annotated[str, Depends(authenticate)]) -> str:
     """Check the API key (when required) and the caller's rate limit; returns the client id."""
     ctx = context(request)
-    client = f"ip-{request.client.host}" if request.client else "ip-unknown"
-    if ctx.keys.required:
-        token = bearer.credentials if bearer else None
-        presented = presented_key(f"Bearer {token}" if token else None, api_key)
-        if presented is None:
-            raise HTTPException(
-                401,
-                "an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        key_id = ctx.keys.match(presented)
-        if key_id is None:
-            raise HTTPException(403, "the API key is not valid; check it with the operator")
-        client = key_id
     wait_s = ctx.limiter.acquire(client)
     if wait_s > 0:
         retry = retry_after_header(wait_s)
@@ -275,8 +326,14 @@ async def live_index_version(ctx: ServiceContext) -> str | None:
     return str(version) if version else None
 
 
-@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
-async def metrics(ctx: Ctx) -> Response:
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}}, 401: {"model": ErrorResponse}},
+)
+async def metrics(
+    ctx: Ctx, _client: Annotated[str, key_unless_public("metrics_public")]
+) -> Response:
     """Prometheus metrics of this process (one Serve replica, not the whole app)."""
     ctx.metrics.set_index_version(await live_index_version(ctx))
     return Response(ctx.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

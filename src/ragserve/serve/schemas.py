@@ -192,9 +192,14 @@ class QueryResponse(BaseModel):
 
 
 class ErrorBody(BaseModel):
+    """``type`` is this service's error type; on /v1 routes it is OpenAI's
+    (``invalid_request_error``...) and ``code`` carries this service's."""
+
     type: str
     message: str
     request_id: str | None = None
+    param: str | None = None
+    code: str | None = None
 
 
 class ErrorResponse(BaseModel):
@@ -302,7 +307,7 @@ class StatusResponse(BaseModel):
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    role: str = Field(max_length=64)
+    role: StrictStr = Field(max_length=64)
     content: str | list[dict[str, Any]] | None = None
 
     @field_validator("content")
@@ -324,14 +329,27 @@ class ChatMessage(BaseModel):
         )
 
 
-class ChatCompletionRequest(BaseModel):
-    """The subset of OpenAI's chat request this service uses; the rest is ignored."""
+class StreamOptions(BaseModel):
+    """OpenAI's ``stream_options``; ``include_usage`` adds a final usage chunk."""
 
     model_config = ConfigDict(extra="allow")
 
-    model: str = "ragserve"
+    include_usage: StrictBool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """The subset of OpenAI's chat request this service uses; the rest is ignored.
+
+    The fields it uses are strict (``"stream": "yes"`` is a 422, as at OpenAI),
+    the rest pass through unread: SDKs send parameters this service ignores.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    model: StrictStr = "ragserve"
     messages: list[ChatMessage] = Field(min_length=1, max_length=256)
     stream: StrictBool = False
+    stream_options: StreamOptions | None = None
 
     def question(self) -> str | None:
         """The last user message, which is the question to answer."""

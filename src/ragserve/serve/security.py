@@ -9,6 +9,7 @@ them, and rate-limit buckets are keyed by a hash of the key, never the key.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import ipaddress
@@ -42,10 +43,10 @@ def is_loopback(host: str) -> bool:
 def auth_required(settings: ServeSettings) -> bool:
     """Whether requests need a key; raises ``ConfigError`` for unsafe or useless setups."""
     secrets = [key.get_secret_value() for key in settings.api_keys]
-    if any(secret and not secret.strip() for secret in secrets):
+    if any(not secret.strip() for secret in secrets):
         raise ConfigError(
-            "an API key in serve.api_keys is blank (only whitespace): no client can present "
-            "it. Remove it or set a long random key"
+            "an API key in serve.api_keys is empty or blank (only whitespace): no client can "
+            "present it. Remove it or set a long random key"
         )
     keys = [key for key in settings.api_keys if key.get_secret_value()]
     if settings.require_auth is False:
@@ -127,7 +128,20 @@ class RateLimiter:
         """Take one token; 0.0 when allowed, else seconds until a token is free."""
         if not self.enabled:
             return 0.0
-        now = time.monotonic() if now is None else now
+        bucket = self._refilled(client, time.monotonic() if now is None else now)
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return 0.0
+        return (1.0 - bucket.tokens) / self._refill_per_s
+
+    def wait_s(self, client: str, now: float | None = None) -> float:
+        """Seconds until ``client`` has a token, without taking one (0.0: it has one)."""
+        if not self.enabled or client not in self._buckets:
+            return 0.0
+        bucket = self._refilled(client, time.monotonic() if now is None else now)
+        return 0.0 if bucket.tokens >= 1.0 else (1.0 - bucket.tokens) / self._refill_per_s
+
+    def _refilled(self, client: str, now: float) -> _Bucket:
         bucket = self._buckets.get(client)
         if bucket is None:
             self._evict_if_full(now)
@@ -135,10 +149,7 @@ class RateLimiter:
         refilled = bucket.tokens + (now - bucket.updated) * self._refill_per_s
         bucket.tokens = min(self._capacity, refilled)
         bucket.updated = now
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
-            return 0.0
-        return (1.0 - bucket.tokens) / self._refill_per_s
+        return bucket
 
     def _evict_if_full(self, now: float) -> None:
         if len(self._buckets) < MAX_BUCKETS:
@@ -155,15 +166,20 @@ def retry_after_header(wait_s: float) -> str:
 
 
 class BodySizeLimit:
-    """ASGI middleware: answer 413 to bodies over ``max_bytes`` before parsing them.
+    """ASGI middleware: 413 for bodies over ``max_bytes``, 408 for ones that never end.
 
     A declared ``Content-Length`` is checked up front; a chunked body is read
-    (up to the limit, which is small) and replayed to the app.
+    (up to the limit, which is small) and replayed to the app. The whole body
+    must arrive within ``timeout_s``: a client that declares 100 bytes and
+    sends 8 would otherwise hold a connection and a task forever (slowloris).
+    The limit lives in the app, so it holds under uvicorn and under Ray
+    Serve's proxy alike.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float = 30.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in {"GET", "HEAD", "OPTIONS"}:
@@ -175,15 +191,29 @@ class BodySizeLimit:
             return
         body = bytearray()
         more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body.extend(message.get("body", b""))
-            more = message.get("more_body", False)
-            if len(body) > self.max_bytes:
-                await self._reject(send, len(body))
-                return
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                while more:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return
+                    body.extend(message.get("body", b""))
+                    more = message.get("more_body", False)
+                    if len(body) > self.max_bytes:
+                        await self._reject(send, len(body))
+                        return
+        except TimeoutError:
+            await self._send_error(
+                send,
+                408,
+                error_json(
+                    "body_timeout",
+                    f"the request body did not arrive within {self.timeout_s:g}s "
+                    "(serve.body_timeout_s, RAGSERVE_SERVE__BODY_TIMEOUT_S)",
+                    request_id_var.get(),
+                ),
+            )
+            return
         replayed = False
 
         async def replay() -> Message:
@@ -202,15 +232,71 @@ class BodySizeLimit:
             "(serve.max_body_bytes, RAGSERVE_SERVE__MAX_BODY_BYTES)",
             request_id_var.get(),
         )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(payload)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
+        await self._send_error(send, 413, payload)
+
+    @staticmethod
+    async def _send_error(
+        send: Send, status: int, payload: bytes, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
+        """A JSON error that closes the connection (the rest of the body is not read)."""
+        await send_json_error(send, status, payload, [(b"connection", b"close"), *(headers or [])])
+
+
+async def send_json_error(
+    send: Send, status: int, payload: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    """Answer from ASGI middleware, before any route: status, JSON body, extra headers."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+class InFlightLimit:
+    """ASGI middleware: at most ``limit`` requests in progress, the rest 503 at once.
+
+    Admission control: under overload a queue of waiting requests only grows
+    latency and memory until everything times out. Refusing the excess
+    quickly, with ``Retry-After``, keeps the admitted ones fast and tells
+    clients when to come back. Probes (/healthz, /readyz) are always admitted,
+    so an orchestrator does not restart a replica for being busy.
+    """
+
+    #: Paths never refused: liveness and readiness must answer under load.
+    ALWAYS = frozenset({"/healthz", "/readyz"})
+
+    def __init__(self, app: ASGIApp, limit: int, retry_after_s: int = 1) -> None:
+        self.app = app
+        self.limit = limit
+        self.retry_after_s = retry_after_s
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.limit <= 0 or scope["path"] in self.ALWAYS:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            payload = error_json(
+                "overloaded",
+                f"the service is handling {self.in_flight} requests, its limit "
+                f"(serve.max_in_flight, RAGSERVE_SERVE__MAX_IN_FLIGHT); retry in "
+                f"{self.retry_after_s}s",
+                request_id_var.get(),
+            )
+            await send_json_error(
+                send, 503, payload, [(b"retry-after", str(self.retry_after_s).encode())]
+            )
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
