@@ -274,7 +274,9 @@ def _duration(seconds: float) -> str:
 @app.command()
 def ask(
     question: Annotated[str, typer.Argument(help="Your question.")],
-    k: Annotated[int | None, typer.Option("-k", "--k", help="Sources to retrieve [5].")] = None,
+    k: Annotated[
+        int | None, typer.Option("-k", "--k", min=1, help="Sources to retrieve [5].")
+    ] = None,
     filters: Annotated[
         list[str] | None,
         typer.Option(
@@ -484,7 +486,9 @@ def eval_command(
     questions: Annotated[
         Path, typer.Option("--questions", "-q", help="JSONL: question, source[, answer].")
     ],
-    k: Annotated[int | None, typer.Option("-k", "--k", help="Sources per question [5].")] = None,
+    k: Annotated[
+        int | None, typer.Option("-k", "--k", min=1, help="Sources per question [5].")
+    ] = None,
     source_prefix: Annotated[
         list[str] | None,
         typer.Option("--source-prefix", help="Rewrite OLD=NEW in reference and retrieved URLs."),

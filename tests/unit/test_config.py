@@ -86,3 +86,19 @@ def test_serve_topology_is_single_unless_generation_is_heavy_or_scaled_apart(
     from ragserve.serve.deployments import resolve_topology
 
     assert resolve_topology(load_settings(None, **overrides)) == expected
+
+
+@pytest.mark.parametrize("command", ["ask", "eval"])
+def test_k_below_one_is_a_usage_error(tmp_path: Path, command: str) -> None:
+    """``-k 0`` used to fall back to the default 5 sources (``k or settings.k``)."""
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "ragserve.cli", command]
+    args += ["anything", "-k", "0"] if command == "ask" else ["-q", "q.jsonl", "-k", "0"]
+    result = subprocess.run(
+        args, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 2
+    assert "-k" in result.stderr
+    assert "greater than or equal to 1" in result.stderr
