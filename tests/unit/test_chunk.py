@@ -185,3 +185,8 @@ def test_impossible_sizes_are_rejected_with_a_clear_error(
 
 def test_no_sections_gives_no_chunks() -> None:
     assert chunk_sections([], document_hash="h1") == []
+
+
+def test_chunk_id_is_a_fixed_literal_across_processes() -> None:
+    """Pinned literal: a salted hash() would pass a same-process comparison but not this."""
+    assert chunk_id(URL, 3, "h1") == "f24b9638-902a-52fe-93b6-abff06e18e61"
