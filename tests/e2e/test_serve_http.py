@@ -133,7 +133,8 @@ def test_served_api_answers_with_key_and_refuses_without(index_dir: Path, llm_ur
             timeout=30,
         ) as stream:
             lines = [line for line in stream.iter_lines() if line]
-        metrics = httpx.get(f"{base}/metrics", timeout=10).text
+        keyless_metrics = httpx.get(f"{base}/metrics", timeout=10)
+        metrics = httpx.get(f"{base}/metrics", headers=auth, timeout=10).text
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -144,6 +145,7 @@ def test_served_api_answers_with_key_and_refuses_without(index_dir: Path, llm_ur
     assert answered.json()["answer"] == "Use deployment handles [1]."
     assert answered.json()["sources"][0]["url"] == KNOWN_ANSWERS[QUESTION]
     assert lines[-1] == "data: [DONE]"
+    assert keyless_metrics.status_code == 401  # keyed unless serve.metrics_public
     assert 'route="/query",status="401"' in metrics
 
 
