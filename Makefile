@@ -8,7 +8,7 @@ TORCH  ?= torch==2.13.0
 DEMO_DIR := .ragserve/demo
 QUESTION ?= How do I configure autoscaling for a Ray Serve deployment?
 
-.PHONY: setup setup-dev models demo test lint typecheck unit integration bench-ingest bench-query bench-serve eval clean
+.PHONY: setup setup-dev models demo test unit bench-ingest bench-query bench-serve clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

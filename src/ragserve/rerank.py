@@ -65,7 +65,8 @@ class CrossEncoderReranker:
             except Exception as exc:
                 raise EmbedderError(
                     f"could not load reranker '{self._name}': {exc}. Pass a local CrossEncoder "
-                    "folder with --reranker, or leave reranking off"
+                    "folder in retrieve.reranker (RAGSERVE_RETRIEVE__RERANKER), or leave "
+                    "reranking off"
                 ) from exc
         return self._model
 
