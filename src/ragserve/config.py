@@ -9,12 +9,13 @@ A TOML/JSON/YAML file can be passed with ``--config``. Library code never reads
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from ragserve.errors import ConfigError
 from ragserve.query import SearchMode
@@ -236,6 +237,29 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         return Settings.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(_describe_validation_error(exc)) from exc
+    except SettingsError as exc:
+        raise ConfigError(_describe_settings_error(exc)) from exc
+
+
+def _describe_settings_error(exc: SettingsError) -> str:
+    """A value pydantic-settings could not even parse, e.g. ``RAGSERVE_LLM=extractive``.
+
+    A whole group is set from one variable only as JSON; the usual mistake is
+    a single underscore pair where the nested form was meant, so say both.
+    """
+    found = re.search(r'field "([^"]+)"', str(exc))
+    group = found.group(1) if found else "?"
+    env = f"RAGSERVE_{group.upper()}"
+    field = Settings.model_fields.get(group)
+    model = field.annotation if field is not None else None
+    names = (
+        list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+    )
+    example = f" (e.g. {env}__{names[0].upper()})" if names else ""
+    return (
+        f"the environment variable {env} could not be read as the '{group}' settings group "
+        f"(it must be a JSON object); to set one field use {env}__<FIELD>{example}"
+    )
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:

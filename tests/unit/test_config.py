@@ -50,6 +50,19 @@ def test_bad_value_names_the_setting_and_its_env_var() -> None:
     assert "RAGSERVE_INGEST__CHUNK_SIZE" in message
 
 
+def test_a_group_variable_that_is_not_json_is_one_line_naming_the_nested_form(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RAGSERVE_LLM", "extractive")  # RAGSERVE_LLM__PROVIDER was meant
+    with pytest.raises(ConfigError) as excinfo:
+        load_settings(None)
+    message = str(excinfo.value)
+
+    assert "\n" not in message
+    assert "RAGSERVE_LLM " in message
+    assert "RAGSERVE_LLM__PROVIDER" in message
+
+
 def test_overlap_must_be_below_chunk_size() -> None:
     with pytest.raises(ConfigError, match="chunk_overlap"):
         load_settings(None, **{"ingest.chunk_size": 100, "ingest.chunk_overlap": 100})
