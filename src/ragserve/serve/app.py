@@ -162,7 +162,8 @@ def uvicorn_config(app: FastAPI, settings: Settings, *, log_level: str = "info")
 
     h11, not httptools (uvicorn's pick when installed): httptools buffers a
     request head of any size (a 64 MB header cost 125 MB of RSS), h11 refuses
-    one over ``serve.max_header_bytes`` with 431 and closes the connection.
+    one over ``serve.max_header_bytes`` and closes the connection (uvicorn words
+    the refusal as 400).
     """
     import uvicorn
 

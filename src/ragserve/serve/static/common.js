@@ -182,11 +182,13 @@ export async function api(path, options = {}) {
     if (key) headers.set("Authorization", `Bearer ${key}`);
     const response = await fetch(path, { ...options, headers });
     if (response.status !== 401 && response.status !== 403) return response;
-    const message =
-      response.status === 403
-        ? "That API key was refused. Check it with the operator and try again."
-        : "This service needs an API key to answer.";
-    if (response.status === 403) forgetKey();
+    // A missing and a wrong key are both 401 (403 from older servers): a key sent and
+    // answered 401 or 403 was refused.
+    const refused = response.status === 403 || Boolean(key);
+    const message = refused
+      ? "That API key was refused. Check it with the operator and try again."
+      : "This service needs an API key to answer.";
+    if (refused) forgetKey();
     if (!(await askForKey(message))) return response;
   }
 }
