@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ragserve.config import Settings
+from ragserve.config import EmbedSettings, Settings
 from ragserve.documents import Answer, ScoredChunk, Source
 from ragserve.embed import Embedder, build_embedder
 from ragserve.errors import IndexNotFoundError, LLMError, QueryError, SchemaMismatchError
@@ -99,14 +99,14 @@ class QueryAgent:
 
     def _build_retriever(self, store: VectorStore) -> Retriever:
         """A retriever over ``store``; the embedder and reranker load once per agent."""
-        self._check_index(store)
+        embed = self._embed_settings_for(store)
         if self._embedder is None:
             # One thread per query: a short text gains nothing from more, and
             # concurrent requests then use the cores side by side.
             self._embedder = build_embedder(
-                self.settings.embed,
+                embed,
                 models_dir=self.settings.models_dir,
-                threads=self.settings.embed.threads or 1,
+                threads=embed.threads or 1,
             )
         if self._reranker is None and self.settings.retrieve.reranker:
             self._reranker = build_reranker(
@@ -134,7 +134,13 @@ class QueryAgent:
             return live.version
         return self.store.version
 
-    def _check_index(self, store: VectorStore) -> None:
+    def _embed_settings_for(self, store: VectorStore) -> EmbedSettings:
+        """The embedding settings that match ``store``'s index.
+
+        With no model asked for, queries use the model the index was built
+        with; that is a derived copy, because the ``Settings`` this agent was
+        given are shared with its caller and never mutated.
+        """
         schema = store.stored_schema() if store.exists() else None
         if schema is None or store.count() == 0:
             raise IndexNotFoundError(
@@ -150,7 +156,8 @@ class QueryAgent:
                     "--recreate --embed-model ..."
                 )
             # No model was asked for: use the one the index was built with.
-            self.settings.embed.model = schema.embed_model
+            return self.settings.embed.model_copy(update={"model": schema.embed_model})
+        return self.settings.embed
 
     def warm_up(self) -> None:
         """Open the index and load the embedder now, not on the first request."""

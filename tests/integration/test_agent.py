@@ -165,3 +165,36 @@ def test_answer_through_a_real_openai_compatible_server(index_settings: Settings
     assert answer.text
     assert len(tokens) > 1  # streamed in pieces, not one blob
     assert len(answer.sources) == 2
+
+
+class _RenamedEmbedder:
+    """The bundled MiniLM under another name: an index "built with another model"."""
+
+    model_name = "example/renamed-minilm"
+
+    def __init__(self) -> None:
+        self._inner = shared_embedder()
+        self.dimension = self._inner.dimension
+
+    def embed_documents(self, texts: Any) -> Any:
+        return self._inner.embed_documents(texts)
+
+    def embed_query(self, text: str) -> Any:
+        return self._inner.embed_query(text)
+
+    def warm_up(self) -> None:
+        self._inner.warm_up()
+
+
+def test_index_model_is_adopted_without_mutating_the_callers_settings(tmp_path: Path) -> None:
+    embedder = _RenamedEmbedder()
+    settings = build_index(tmp_path, embedder=embedder)
+    assert "model" not in settings.embed.model_fields_set
+    before = settings.model_dump()
+    agent = QueryAgent(settings, embedder=embedder)
+    answer = agent.ask("How do I run several copies of a deployment?", k=2)
+    assert len(answer.sources) == 2
+    assert agent._embed_settings_for(agent.store).model == "example/renamed-minilm"
+    assert settings.model_dump() == before
+    assert agent.settings.embed.model != "example/renamed-minilm"
+    agent.close()

@@ -96,7 +96,7 @@ def run_eval(
         k=k,
         source_prefix=source_prefix,
         indexed_pages=indexed,
-        meta=_meta(settings, k, mode),
+        meta=_meta(settings, retriever.embedder.model_name, k, mode),
         progress=progress,
     )
     if answers:
@@ -104,10 +104,10 @@ def run_eval(
     return result
 
 
-def _meta(settings: Settings, k: int, mode: SearchMode | None) -> dict[str, Any]:
+def _meta(settings: Settings, embed_model: str, k: int, mode: SearchMode | None) -> dict[str, Any]:
     return {
         "collection": settings.store.collection,
-        "embed_model": settings.embed.model,
+        "embed_model": embed_model,
         "mode": mode or settings.retrieve.mode,
         "k": k,
         "max_per_page": settings.retrieve.max_per_page,
@@ -249,7 +249,7 @@ def _answer_and_grade(
 def _similarity_embedder(agent: QueryAgent) -> Embedder:
     """The bundled MiniLM, whatever the index uses, so similarities compare across indexes;
     the retriever's own embedder when it is that model."""
-    if agent.settings.embed.model == DEFAULT_EMBED_MODEL:
+    if agent.retriever.embedder.model_name == DEFAULT_EMBED_MODEL:
         return agent.retriever.embedder
     return build_embedder(agent.settings.embed.model_copy(update={"model": DEFAULT_EMBED_MODEL}))
 
