@@ -32,7 +32,12 @@ from ragserve.errors import (
 
 if TYPE_CHECKING:
     from ragserve.agent import QueryAgent
+    from ragserve.embed import Embedder
+    from ragserve.generate.base import LLM
     from ragserve.ingest.pipeline import IngestSummary, run_ingest
+    from ragserve.query import SearchFilter, SearchMode
+    from ragserve.rerank import Reranker
+    from ragserve.store.base import VectorStore
 
 __version__ = "0.1.0"
 
@@ -40,6 +45,14 @@ _LAZY = {
     "QueryAgent": "ragserve.agent",
     "run_ingest": "ragserve.ingest.pipeline",
     "IngestSummary": "ragserve.ingest.pipeline",
+    "SearchFilter": "ragserve.query",
+    "SearchMode": "ragserve.query",
+    # The seams users implement: pass an instance to QueryAgent (or write a
+    # backend) and it is checked against these Protocols by mypy, not at run time.
+    "Embedder": "ragserve.embed",
+    "LLM": "ragserve.generate.base",
+    "Reranker": "ragserve.rerank",
+    "VectorStore": "ragserve.store.base",
 }
 
 
@@ -53,11 +66,13 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "LLM",
     "Answer",
     "Chunk",
     "ConfigError",
     "ContentError",
     "Document",
+    "Embedder",
     "EmbedderError",
     "FetchError",
     "IndexNotFoundError",
@@ -70,14 +85,18 @@ __all__ = [
     "QueryAgent",
     "QueryError",
     "RagserveError",
+    "Reranker",
     "SchemaMismatchError",
     "ScopeError",
+    "SearchFilter",
+    "SearchMode",
     "Section",
     "Settings",
     "Source",
     "SourceError",
     "StoreError",
     "StoreUnavailableError",
+    "VectorStore",
     "__version__",
     "load_settings",
     "run_ingest",
