@@ -3,7 +3,11 @@
 Environment variables use the ``RAGSERVE_`` prefix and ``__`` for nesting, e.g.
 ``RAGSERVE_EMBED__MODEL=BAAI/bge-base-en-v1.5`` or ``RAGSERVE_LLM__API_KEY=...``.
 A TOML/JSON/YAML file can be passed with ``--config``. Library code never reads
-``os.environ``: it gets a ``Settings`` (or one of its groups) passed down.
+ragserve's configuration from ``os.environ``: it gets a ``Settings`` (or one of
+its groups) passed down. The only environment it touches belongs to other
+libraries' interfaces, in one place each: Ray's (``RAY_ADDRESS`` and two
+switches, ``ragserve.runtime``) and Hugging Face's offline switches, set where
+a model is loaded so that nothing ever tries the network.
 """
 
 from __future__ import annotations

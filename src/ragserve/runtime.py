@@ -6,6 +6,12 @@ driver log forwarding are off: ragserve's CLI draws its own progress.
 
 A local Ray dies with the process that started it, even under ``kill -9``: see
 ``_reaper_for_local_ray``.
+
+This is the one module that reads and sets Ray's environment variables. They are
+Ray's interface, not ragserve settings: ``RAY_ADDRESS`` is what ``ray job submit``
+and cluster launchers give a driver, so it is read here rather than copied into
+``Settings``; the two switches must be in the environment before ``import ray``
+and its workers inherit them, so they are process-wide by nature.
 """
 
 from __future__ import annotations
@@ -25,10 +31,15 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
+#: Set before ``import ray`` (a user's own value wins): Ray Data's bars would
+#: fight the CLI's, and uv's runtime env would try to resolve packages online.
+RAY_SWITCHES = {"RAY_DATA_DISABLE_PROGRESS_BARS": "1", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
+
+
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> Any:
     """Initialise Ray once per process and return the module."""
-    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    for name, value in RAY_SWITCHES.items():
+        os.environ.setdefault(name, value)
     import ray
 
     if not ray.is_initialized():
