@@ -121,7 +121,7 @@ def _add_docs(app: FastAPI) -> None:
     with keys configured it is for key holders (``curl -H 'X-API-Key: …'``).
     Set ``serve.docs_public`` to browse /docs, which a browser fetches keyless.
     """
-    docs_key = key_unless_public("docs_public")
+    docs_key = key_unless_public(lambda serve: serve.docs_public)
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[docs_key])
     async def openapi() -> JSONResponse:

@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -23,7 +23,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ragserve.agent import AnswerEvent, answer_to_dict, source_to_dict
-from ragserve.config import Settings
+from ragserve.config import ServeSettings, Settings
 from ragserve.documents import Answer, Source
 from ragserve.feedback import FeedbackStore
 from ragserve.serve.backend import AgentLike
@@ -123,15 +123,19 @@ async def authenticate(
     )
 
 
-def key_unless_public(setting: str) -> Any:
-    """A dependency: authenticate, unless ``serve.<setting>`` makes the route public."""
+def key_unless_public(is_public: Callable[[ServeSettings], bool]) -> Any:
+    """A dependency: authenticate, unless ``is_public(settings.serve)`` opens the route.
+
+    A callable, not a setting's name, so a renamed setting is a type error here
+    rather than an ``AttributeError`` on the first request.
+    """
 
     async def check(
         request: Request,
         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         api_key: Annotated[str | None, Depends(_api_key_header)],
     ) -> str:
-        if getattr(context(request).settings.serve, setting):
+        if is_public(context(request).settings.serve):
             return client_address(request)
         return await authenticate(request, bearer, api_key)
 
@@ -332,7 +336,7 @@ async def live_index_version(ctx: ServiceContext) -> str | None:
     responses={200: {"content": {"text/plain": {}}}, 401: {"model": ErrorResponse}},
 )
 async def metrics(
-    ctx: Ctx, _client: Annotated[str, key_unless_public("metrics_public")]
+    ctx: Ctx, _client: Annotated[str, key_unless_public(lambda serve: serve.metrics_public)]
 ) -> Response:
     """Prometheus metrics of this process (one Serve replica, not the whole app)."""
     ctx.metrics.set_index_version(await live_index_version(ctx))
