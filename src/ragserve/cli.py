@@ -26,11 +26,22 @@ from ragserve.commands import refresh as refresh_commands
 from ragserve.commands.options import (
     EXIT_DEGRADED,
     EXIT_GATE,
+    AllowPrivateOpt,
+    BaseUrlOpt,
     CollectionOpt,
     ConfigOpt,
     DataDirOpt,
     EmbedModelOpt,
+    EvalOpt,
     JsonOpt,
+    KOpt,
+    LlmOpt,
+    LlmUrlOpt,
+    MaxDropOpt,
+    MaxPagesOpt,
+    MinScoreOpt,
+    ModelOpt,
+    PrefixOpt,
     QdrantKeyOpt,
     QdrantUrlOpt,
     VerboseOpt,
@@ -39,10 +50,11 @@ from ragserve.commands.options import (
     fail,
     llm_overrides,
     out,
+    parse_prefixes,
     setup_logging,
     store_overrides,
 )
-from ragserve.commands.refresh import MaxDropOpt, explain_gate, gate_for, with_gate_compat
+from ragserve.commands.refresh import explain_gate, gate_for, with_gate_compat
 from ragserve.errors import ConfigError, LLMError, QueryError, RagserveError
 from ragserve.query import SearchFilter, filter_from_flags
 
@@ -65,15 +77,8 @@ def ingest(
     qdrant_url: QdrantUrlOpt = None,
     qdrant_api_key: QdrantKeyOpt = None,
     embed_model: EmbedModelOpt = None,
-    base_url: Annotated[
-        str | None,
-        typer.Option(
-            "--base-url", help="Public URL that replaces the source root in indexed URLs."
-        ),
-    ] = None,
-    max_pages: Annotated[
-        int | None, typer.Option("--max-pages", help="Stop crawling after N pages.")
-    ] = None,
+    base_url: BaseUrlOpt = None,
+    max_pages: MaxPagesOpt = None,
     max_depth: Annotated[int | None, typer.Option("--max-depth", help="Link depth limit.")] = None,
     max_page_bytes: Annotated[
         int | None, typer.Option("--max-page-bytes", help="Skip larger pages.")
@@ -87,29 +92,17 @@ def ingest(
     chunk_overlap: Annotated[
         int | None, typer.Option("--chunk-overlap", help="Overlap [50].")
     ] = None,
-    allow_private: Annotated[
-        bool, typer.Option("--allow-private", help="Allow crawling loopback/private addresses.")
-    ] = False,
+    allow_private: AllowPrivateOpt = False,
     ignore_robots: Annotated[
         bool, typer.Option("--ignore-robots", help="Do not honour robots.txt.")
     ] = False,
     recreate: Annotated[
         bool, typer.Option("--recreate", help="Drop the index and build it anew.")
     ] = False,
-    eval_file: Annotated[
-        Path | None, typer.Option("--eval", help="Question set to evaluate the index after ingest.")
-    ] = None,
-    min_score: Annotated[
-        float | None,
-        typer.Option(
-            "--min-score", help="Gate: don't switch to the new version (exit 4) below this score."
-        ),
-    ] = None,
+    eval_file: EvalOpt = None,
+    min_score: MinScoreOpt = None,
     max_drop: MaxDropOpt = None,
-    source_prefix: Annotated[
-        list[str] | None,
-        typer.Option("--source-prefix", help="With --eval: rewrite OLD=NEW in reference URLs."),
-    ] = None,
+    source_prefix: PrefixOpt = None,
     as_json: JsonOpt = False,
     verbose: VerboseOpt = 0,
 ) -> None:
@@ -147,16 +140,6 @@ def ingest(
     explain_gate(result)
     if result.get("gate") is not None and not result["gate"].get("passed"):
         raise typer.Exit(EXIT_GATE)
-
-
-def _parse_prefixes(prefixes: list[str]) -> dict[str, str]:
-    mapping = {}
-    for item in prefixes:
-        if "=" not in item:
-            raise fail(ConfigError(f"--source-prefix takes OLD=NEW (got {item!r})"))
-        old, new = item.split("=", 1)
-        mapping[old] = new
-    return mapping
 
 
 def _print_ingest_summary(result: dict[str, Any]) -> None:
@@ -274,25 +257,16 @@ def _duration(seconds: float) -> str:
 @app.command()
 def ask(
     question: Annotated[str, typer.Argument(help="Your question.")],
-    k: Annotated[
-        int | None, typer.Option("-k", "--k", min=1, help="Sources to retrieve [5].")
-    ] = None,
+    k: KOpt = None,
     filters: Annotated[
         list[str] | None,
         typer.Option(
             "--filter", help="key=value payload filter (url_prefix=... for a URL prefix)."
         ),
     ] = None,
-    llm: Annotated[
-        str | None, typer.Option("--llm", help="extractive | openai | llamacpp [extractive].")
-    ] = None,
-    model: Annotated[str | None, typer.Option("--model", help="LLM model name.")] = None,
-    llm_url: Annotated[
-        str | None,
-        typer.Option(
-            "--llm-url", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1."
-        ),
-    ] = None,
+    llm: LlmOpt = None,
+    model: ModelOpt = None,
+    llm_url: LlmUrlOpt = None,
     strict: Annotated[
         bool,
         typer.Option(
@@ -424,13 +398,9 @@ def status(
 def serve(
     host: Annotated[str | None, typer.Option("--host", help="Bind address [127.0.0.1].")] = None,
     port: Annotated[int | None, typer.Option("--port", help="Port [8000].")] = None,
-    llm: Annotated[
-        str | None, typer.Option("--llm", help="extractive | openai | llamacpp.")
-    ] = None,
-    llm_url: Annotated[
-        str | None, typer.Option("--llm-url", help="OpenAI-compatible base URL.")
-    ] = None,
-    model: Annotated[str | None, typer.Option("--model", help="LLM model name.")] = None,
+    llm: LlmOpt = None,
+    llm_url: LlmUrlOpt = None,
+    model: ModelOpt = None,
     print_config: Annotated[
         bool,
         typer.Option(
@@ -486,9 +456,7 @@ def eval_command(
     questions: Annotated[
         Path, typer.Option("--questions", "-q", help="JSONL: question, source[, answer].")
     ],
-    k: Annotated[
-        int | None, typer.Option("-k", "--k", min=1, help="Sources per question [5].")
-    ] = None,
+    k: KOpt = None,
     source_prefix: Annotated[
         list[str] | None,
         typer.Option("--source-prefix", help="Rewrite OLD=NEW in reference and retrieved URLs."),
@@ -515,13 +483,9 @@ def eval_command(
     limit: Annotated[
         int | None, typer.Option("--limit", help="Evaluate only the first N questions.")
     ] = None,
-    llm: Annotated[
-        str | None, typer.Option("--llm", help="extractive | openai | llamacpp.")
-    ] = None,
-    llm_url: Annotated[
-        str | None, typer.Option("--llm-url", help="OpenAI-compatible base URL.")
-    ] = None,
-    model: Annotated[str | None, typer.Option("--model", help="LLM model name.")] = None,
+    llm: LlmOpt = None,
+    llm_url: LlmUrlOpt = None,
+    model: ModelOpt = None,
     out_dir: Annotated[
         Path | None,
         typer.Option("--out", help="Write results.jsonl, summary.json, report.html here."),
@@ -564,7 +528,7 @@ def eval_command(
             settings,
             questions,
             k=k,
-            source_prefix=_parse_prefixes(source_prefix or []),
+            source_prefix=parse_prefixes(source_prefix or []),
             answers=answers,
             generators=generators.split(",") if generators else None,
             judge=judge,

@@ -42,3 +42,16 @@ def test_a_long_interval_keeps_stderr_quiet(capsys: pytest.CaptureFixture[str]) 
     with progress:
         progress("pages", 3, None)
     assert capsys.readouterr().err == ""
+
+
+def test_bracketed_defaults_survive_rich_markup_in_help() -> None:
+    """``[docs]`` in a help string is a rich style tag unless escaped: the default vanished."""
+    from typer.testing import CliRunner
+
+    from ragserve.cli import app
+
+    result = CliRunner().invoke(app, ["ask", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "Index name [docs]" in result.output
+    assert "[extractive]" in result.output
+    assert "[all-MiniLM-L6-v2]" in result.output

@@ -96,7 +96,7 @@ def list_command(
 def rollback_command(
     version: Annotated[
         str | None,
-        typer.Argument(help="Version to make live [the newest good one before the live one]."),
+        typer.Argument(help="Version to make live \\[the newest good one before the live one]."),
     ] = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,

@@ -22,10 +22,17 @@ import typer
 from ragserve.commands.options import (
     EXIT_FAILED,
     EXIT_GATE,
+    AllowPrivateOpt,
+    BaseUrlOpt,
     CollectionOpt,
     ConfigOpt,
     DataDirOpt,
+    EvalOpt,
     JsonOpt,
+    MaxDropOpt,
+    MaxPagesOpt,
+    MinScoreOpt,
+    PrefixOpt,
     QdrantKeyOpt,
     QdrantUrlOpt,
     VerboseOpt,
@@ -33,6 +40,7 @@ from ragserve.commands.options import (
     err,
     fail,
     out,
+    parse_prefixes,
     setup_logging,
     store_overrides,
 )
@@ -51,38 +59,6 @@ EXITS = {
     EXIT_GATE: "the gate failed: the new version was not switched in",
     EXIT_BUSY: "another ingest or refresh of this index is running; nothing was done",
 }
-
-EvalOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--eval", help="Question set (JSONL) the new version must pass before it is live."
-    ),
-]
-MinScoreOpt = Annotated[
-    float | None,
-    typer.Option("--min-score", help="Gate: the new version's retrieval score must reach this."),
-]
-MaxDropOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--max-drop",
-        help="Gate: fail when the score falls more than this below the live version's, e.g. 0.02.",
-    ),
-]
-PrefixOpt = Annotated[
-    list[str] | None,
-    typer.Option("--source-prefix", help="With --eval: rewrite OLD=NEW in reference URLs."),
-]
-
-
-def parse_prefixes(prefixes: list[str]) -> dict[str, str]:
-    mapping = {}
-    for item in prefixes:
-        if "=" not in item:
-            raise ConfigError(f"--source-prefix takes OLD=NEW (got {item!r})")
-        old, new = item.split("=", 1)
-        mapping[old] = new
-    return mapping
 
 
 def gate_for(
@@ -154,13 +130,9 @@ def refresh(
     keep: Annotated[
         int, typer.Option("--keep", help="Versions kept after a switch, live included [2].", min=1)
     ] = index_versions.DEFAULT_KEEP,
-    base_url: Annotated[
-        str | None, typer.Option("--base-url", help="Public URL replacing the source root.")
-    ] = None,
-    max_pages: Annotated[int | None, typer.Option("--max-pages", help="Crawl limit.")] = None,
-    allow_private: Annotated[
-        bool, typer.Option("--allow-private", help="Allow loopback/private addresses.")
-    ] = False,
+    base_url: BaseUrlOpt = None,
+    max_pages: MaxPagesOpt = None,
+    allow_private: AllowPrivateOpt = False,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     collection: CollectionOpt = None,
