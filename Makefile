@@ -30,6 +30,7 @@ setup-dev: $(VENV)/.installed-dev
 MODELS ?= --all
 models: setup
 	$(BIN)/ragserve models fetch $(MODELS)
+	$(BIN)/ragserve models export
 
 ## Ingest the bundled sample corpus (43 Ray Serve pages) and answer a question.
 demo: setup models

