@@ -10,7 +10,6 @@ instead), because a user with sources beats a user with a stack trace.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -22,7 +21,7 @@ from ragserve.documents import Answer, ScoredChunk, Source
 from ragserve.embed import Embedder, build_embedder
 from ragserve.errors import IndexNotFoundError, LLMError, QueryError, SchemaMismatchError
 from ragserve.generate import LLM, NO_ANSWER, ExtractiveLLM, build_llm, build_prompt
-from ragserve.generate.citations import cite_from_chunks
+from ragserve.generate.citations import CITATION, cite_from_chunks, drop_unretrieved
 from ragserve.rerank import Reranker, build_reranker
 from ragserve.retrieve import Retrieval, Retriever
 from ragserve.store import SearchFilter, VectorStore, open_store
@@ -274,6 +273,8 @@ class QueryAgent:
         usage = _usage(llm, prompt.user, text)
         grounded, grounding_warnings = check_citations(text, len(sources))
         warnings.extend(grounding_warnings)
+        # Only retrieved sources may be cited: a [n] copied from a page or invented goes.
+        text, _ = drop_unretrieved(text, len(sources))
         answer = Answer(
             question=question,
             text=text,
@@ -314,9 +315,6 @@ class QueryAgent:
             return retriever.retrieve(question, k=k, search_filter=filters, mode=mode)
 
 
-_CITATION = re.compile(r"\[(\d{1,3})\]")
-
-
 def check_citations(text: str, n_sources: int) -> tuple[bool, list[str]]:
     """Is the answer tied to its sources? Returns (grounded, warnings).
 
@@ -324,12 +322,14 @@ def check_citations(text: str, n_sources: int) -> tuple[bool, list[str]]:
     is not the "I don't know" reply), or cites a number with no source
     behind it, is flagged so a client can show it as unverified.
     """
-    cited = {int(number) for number in _CITATION.findall(text)}
+    cited = {int(number) for number in CITATION.findall(text)}
     invalid = sorted(n for n in cited if not 1 <= n <= n_sources)
     warnings = []
     if invalid:
         listed = ", ".join(f"[{n}]" for n in invalid)
-        warnings.append(f"the answer cites {listed}, which no source has; treat it as unverified")
+        warnings.append(
+            f"the answer cites {listed}, which no source has (removed); treat it as unverified"
+        )
     if not cited and NO_ANSWER.lower() not in text.lower() and n_sources:
         warnings.append("the answer cites no source; treat it as unverified")
     return not warnings, warnings

@@ -111,3 +111,12 @@ def test_chunk_headings_count_as_source_words() -> None:
     assert cite_from_chunks(answer, [ScoredChunk(chunk=chunk, score=1.0)]) == (
         "Autoscaling a deployment requires setting min_replicas and max_replicas [1]."
     )
+
+
+def test_citations_to_sources_not_retrieved_are_dropped_with_the_space_before() -> None:
+    from ragserve.generate.citations import drop_unretrieved
+
+    text, dropped = drop_unretrieved("Use replicas [1][7]. See [0] and [12], or [2].", 2)
+    assert text == "Use replicas [1]. See and, or [2]."
+    assert dropped == [7, 0, 12]
+    assert drop_unretrieved("Fine [1][2].", 2) == ("Fine [1][2].", [])

@@ -18,6 +18,8 @@ import string
 from collections import Counter
 from collections.abc import Iterable
 
+from ragserve.generate.citations import CITATION
+
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
 
@@ -91,13 +93,9 @@ def parse_judge_score(text: str) -> int | None:
     return int(value)
 
 
-#: A citation as the prompt asks for it and the grounding check reads it: ``[n]``.
-_CITATION = re.compile(r"\[(\d{1,3})\]")
-
-
 def cited_numbers(text: str) -> list[int]:
     """The distinct ``[n]`` an answer cites, in order of first appearance."""
-    return list(dict.fromkeys(int(number) for number in _CITATION.findall(text)))
+    return list(dict.fromkeys(int(number) for number in CITATION.findall(text)))
 
 
 def answer_body(text: str, labels: Iterable[str] = ()) -> str:
@@ -109,7 +107,7 @@ def answer_body(text: str, labels: Iterable[str] = ()) -> str:
     """
     for label in labels:
         text = text.replace(label, " ")
-    return " ".join(_CITATION.sub(" ", text).split())
+    return " ".join(CITATION.sub(" ", text).split())
 
 
 _REFUSAL = re.compile(

@@ -26,7 +26,10 @@ DEFAULT_THRESHOLD = 0.5
 #: Sentences with fewer content words ("Yes.", "For example:") are not judged.
 MIN_TERMS = 3
 
-_CITATION = re.compile(r"\[\d{1,3}\]")
+#: A citation as the prompt asks for it, ``[n]``; the one definition the agent's
+#: grounding check, eval's grading and attachment here all read (group 1: n).
+CITATION = re.compile(r"\[(\d{1,3})\]")
+_SPACED_CITATION = re.compile(r"[ \t]*" + CITATION.pattern)  # the space before goes too
 #: A sentence ends at . ! ? (not inside 1.5 or ray.serve) or at a line break.
 _SENTENCE = re.compile(r"[^\n]*?(?:[.!?](?=\s|$)|\n|$)")
 _TRAILING = re.compile(r"(?P<body>.*?)(?P<punct>[.!?:;]*)(?P<space>\s*)$", re.DOTALL)
@@ -64,6 +67,27 @@ def cite_from_chunks(answer: str, chunks: Sequence[ScoredChunk]) -> str:
     return attach_citations(answer, texts)
 
 
+def drop_unretrieved(answer: str, n_sources: int) -> tuple[str, list[int]]:
+    """``answer`` without the ``[n]`` that name no retrieved source, and those n.
+
+    A model may copy ``[7]`` out of a poisoned page, or invent one; a citation
+    that resolves to nothing retrieved is a claim nobody can check, and a
+    client rendering it as a link would send the reader wherever the page
+    chose. Only ``[1]..[n_sources]`` survive.
+    """
+    dropped: list[int] = []
+
+    def keep_or_drop(match: re.Match[str]) -> str:
+        n = int(match.group(1))
+        if 1 <= n <= n_sources:
+            return match.group(0)
+        dropped.append(n)
+        return ""
+
+    text = _SPACED_CITATION.sub(keep_or_drop, answer)
+    return (text, list(dict.fromkeys(dropped))) if dropped else (answer, [])
+
+
 def supporting_source(
     sentence: str, source_terms: Sequence[set[str]], threshold: float = DEFAULT_THRESHOLD
 ) -> int | None:
@@ -97,7 +121,7 @@ def _cite_line(line: str, source_terms: Sequence[set[str]], threshold: float) ->
 
 
 def _cite_sentence(sentence: str, source_terms: Sequence[set[str]], threshold: float) -> str:
-    if _CITATION.search(sentence):
+    if CITATION.search(sentence):
         return sentence
     n = supporting_source(sentence, source_terms, threshold)
     if n is None:
