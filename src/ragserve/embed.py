@@ -10,7 +10,6 @@ similarity equals the dot product in every backend.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy.typing as npt
 from ragserve import onnx_export
 from ragserve.config import DEFAULT_EMBED_MODEL, EmbedSettings
 from ragserve.errors import EmbedderError
+from ragserve.models import hub_offline
 from ragserve.onnx_encoder import OnnxEncoder
 
 logger = logging.getLogger(__name__)
@@ -168,8 +168,7 @@ class SentenceTransformerEmbedder:
     def _load(self) -> Any:
         if self._model is not None:
             return self._model
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        hub_offline()  # before the first transformers import (models.hub_offline)
         try:
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as transformers_logging

@@ -411,3 +411,20 @@ __all__ = [
     "spec_for",
     "spec_path",
 ]
+
+
+def hub_offline() -> None:
+    """Switch Hugging Face's hub client to offline mode for this process, unless set.
+
+    Why here and not at the edge (config/CLI): the switch is process-wide and is
+    read from ``os.environ`` when ``huggingface_hub``/``transformers`` are first
+    imported, and the process that imports them is whichever one loads the
+    model — often a Ray actor or a Serve replica, where no CLI code runs. So the
+    loader sets it immediately before that import. ``local_files_only=True`` on
+    each load is the per-call guard; this switch additionally stops the
+    libraries' side calls (model-info look-ups, telemetry), which on a machine
+    without internet would otherwise wait for network time-outs. ``setdefault``
+    keeps a value the user set (``HF_HUB_OFFLINE=0`` to allow downloads).
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -8,7 +8,6 @@ sentence-transformers ``CrossEncoder`` folder or cached name.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from ragserve.documents import ScoredChunk
 from ragserve.errors import EmbedderError
+from ragserve.models import hub_offline
 from ragserve.onnx_encoder import OnnxEncoder
 
 
@@ -57,7 +57,7 @@ class CrossEncoderReranker:
 
     def _load(self) -> Any:
         if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            hub_offline()  # before the first transformers import (models.hub_offline)
             from sentence_transformers import CrossEncoder
 
             try:

@@ -6,6 +6,7 @@ put them, so the mechanism runs for real without a package index.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,15 @@ def test_models_dir_defaults_to_the_user_cache_and_follows_the_environment(
     monkeypatch.setenv("RAGSERVE_MODELS_DIR", str(tmp_path))
     assert load_settings().models_dir == tmp_path
     assert load_settings(models_dir="~/m").models_dir == Path.home() / "m"
+
+
+def test_hub_offline_sets_the_switches_and_keeps_a_users_choice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ragserve.models import hub_offline
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
+    hub_offline()
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    assert os.environ["TRANSFORMERS_OFFLINE"] == "0"  # set by the user: kept
