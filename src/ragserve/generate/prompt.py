@@ -56,6 +56,11 @@ _ELLIPSIS = " …"
 
 _TAG_LIKE = re.compile(r"<(\s*/?\s*source)", re.IGNORECASE)
 _ESCAPED_TAG = re.compile(r"&lt;(\s*/?\s*source)", re.IGNORECASE)
+#: Chat-template control tokens (``<|im_start|>``, ``<|eot_id|>``, ``<start_of_turn>``):
+#: written in a page, a server that parses special tokens in content would read
+#: them as a new system or assistant turn.
+_TURN_TOKEN = re.compile(r"<(\|[\w.-]{1,32}\||(?:start|end)_of_turn)>", re.IGNORECASE)
+_ESCAPED_TURN_TOKEN = re.compile(r"&lt;(\|[\w.-]{1,32}\||(?:start|end)_of_turn)&gt;", re.I)
 _BLOCK = re.compile(
     r'<source id="(?P<n>\d+)" title="(?P<title>[^"]*)" url="(?P<url>[^"]*)"[^>]*>\n'
     r"(?P<text>.*?)\n</source>",
@@ -108,7 +113,7 @@ def parse_sources(user: str) -> tuple[str, list[SourceBlock]]:
             n=int(match["n"]),
             title=html.unescape(match["title"]),
             url=html.unescape(match["url"]),
-            text=_ESCAPED_TAG.sub(r"<\1", match["text"]),
+            text=_undefuse(match["text"]),
         )
         for match in _BLOCK.finditer(user)
     ]
@@ -116,7 +121,7 @@ def parse_sources(user: str) -> tuple[str, list[SourceBlock]]:
     start = tail.find("Question: ")
     end = tail.rfind("\n\n" + _CLOSING)
     question = tail[start + len("Question: ") : end if end > start else None] if start >= 0 else ""
-    return _ESCAPED_TAG.sub(r"<\1", question).strip(), blocks
+    return _undefuse(question).strip(), blocks
 
 
 def _check_frame_fits(question: str, llm: LLM, *, budget: int, max_tokens: int) -> None:
@@ -180,8 +185,14 @@ def _render_block(n: int, chunk: Chunk, text: str) -> str:
 
 
 def _defuse(text: str) -> str:
-    """Text that cannot open or close a source block (an injected fake source)."""
-    return _TAG_LIKE.sub(r"&lt;\1", text)
+    """Text that cannot open or close a source block (an injected fake source)
+    nor start a chat turn (an injected fake system message)."""
+    return _TURN_TOKEN.sub(r"&lt;\1&gt;", _TAG_LIKE.sub(r"&lt;\1", text))
+
+
+def _undefuse(text: str) -> str:
+    """``_defuse`` undone, for the extractive backend, which quotes sources verbatim."""
+    return _ESCAPED_TAG.sub(r"<\1", _ESCAPED_TURN_TOKEN.sub(r"<\1>", text))
 
 
 def _attr(value: str) -> str:
