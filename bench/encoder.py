@@ -45,21 +45,51 @@ from ragserve.ingest.extract import extract_sections
 from ragserve.onnx_export import export_model, spec_for
 
 
-def load_chunks(folder: Path, wanted: int, seed: int) -> tuple[list[str], int]:
-    """Up to ``wanted`` chunk texts cut by the project's own extractor and chunker."""
+def load_chunks(
+    folder: Path, wanted: int, min_pages: int, seed: int
+) -> tuple[list[str], dict[str, Any]]:
+    """``wanted`` chunk texts cut by the project's own extractor and chunker, and page figures.
+
+    Pages are read in a seeded random order until there are ``wanted`` chunks and
+    at least ``min_pages`` pages; the chunks encoded are a seeded sample of all of
+    them, so one long page does not fill the sample. The page figures (chunks per
+    page, extract+chunk time per page) are what tell two corpora apart upstream
+    of the encoder.
+    """
     pages = sorted(p for p in folder.rglob("*.html") if p.is_file())
     random.Random(seed).shuffle(pages)
     texts: list[str] = []
-    used = 0
+    per_page: list[int] = []
+    page_bytes: list[int] = []
+    parse_s = 0.0
     for page in pages:
         html = page.read_text(encoding="utf-8", errors="replace")
+        started = time.perf_counter()
         document = Document(url="https://docs.example.org/" + page.name, content=html)
         chunks = chunk_sections(extract_sections(document), document_hash=document.content_hash)
+        parse_s += time.perf_counter() - started
         texts.extend(chunk.text for chunk in chunks)
-        used += 1
-        if len(texts) >= wanted:
+        per_page.append(len(chunks))
+        page_bytes.append(len(html.encode()))
+        if len(texts) >= wanted and len(per_page) >= min_pages:
             break
-    return texts[:wanted], used
+    total = len(texts)
+    sample = random.Random(seed).sample(texts, min(wanted, total))
+    figures = {
+        "pages_read": len(per_page),
+        "chunks_cut": total,
+        "chunks_per_page": {
+            "mean": round(total / len(per_page), 1),
+            "median": statistics.median(per_page),
+            "p90": float(np.percentile(per_page, 90)),
+            "max": max(per_page),
+        },
+        "page_kb_mean": round(sum(page_bytes) / len(page_bytes) / 1024, 1),
+        "extract_chunk_s": round(parse_s, 2),
+        "extract_chunk_chunks_per_s": round(total / parse_s, 1),
+        "extract_chunk_ms_per_page": round(1000 * parse_s / len(per_page), 1),
+    }
+    return sample, figures
 
 
 def token_lengths(model_dir: Path, texts: list[str], max_length: int) -> list[int]:
@@ -98,11 +128,25 @@ def timed(embedder: Embedder, texts: list[str], repeats: int) -> tuple[np.ndarra
     return np.asarray(vectors), seconds
 
 
+def cosine_figures(vectors: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """Per-chunk cosine of two backends' (unit) vectors: min, mean and 1st percentile."""
+    cosines = np.sum(vectors * reference, axis=1)
+    return {
+        "min": round(float(cosines.min()), 6),
+        "mean": round(float(cosines.mean()), 6),
+        "p01": round(float(np.percentile(cosines, 1)), 6),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", choices=["sample", "ray-docs"], default="sample")
     parser.add_argument("--folder", type=Path, help="Any folder of HTML pages instead.")
     parser.add_argument("--chunks", type=int, default=1500)
+    parser.add_argument("--pages", type=int, default=0, help="Read at least this many pages.")
+    parser.add_argument(
+        "--backends", default="torch,torch-fp32,onnx", help="Comma list (torch first)."
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--repeats", type=int, default=2)
@@ -115,7 +159,7 @@ def main() -> None:
     args = parser.parse_args()
 
     folder = args.folder or unpack(args.corpus, REPO / "tmp" / "bench")
-    texts, pages = load_chunks(folder, args.chunks, args.seed)
+    texts, page_figures = load_chunks(folder, args.chunks, args.pages, args.seed)
     spec = spec_for(DEFAULT_EMBED_MODEL)
     assert spec is not None
     export = export_model(DEFAULT_EMBED_MODEL, args.models_dir.expanduser())
@@ -124,7 +168,7 @@ def main() -> None:
     settings = EmbedSettings(model=DEFAULT_EMBED_MODEL, device="cpu", batch_size=args.batch_size)
     profile = OnnxProfile(pooling="mean", max_length=spec.max_length)
 
-    backends: dict[str, Any] = {
+    makers: dict[str, Any] = {
         "torch": lambda: SentenceTransformerEmbedder(settings, threads=args.threads),
         "torch-fp32": lambda: SentenceTransformerEmbedder(
             settings.model_copy(update={"precision": "fp32"}), threads=args.threads
@@ -134,12 +178,15 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="ragserve-int8-"))
     if args.int8:
         int8 = quantized_copy(export, scratch / "int8")
-        backends["onnx-int8"] = lambda: OnnxEmbedder(
+        makers["onnx-int8"] = lambda: OnnxEmbedder(
             settings, int8, profile=profile, threads=args.threads
         )
 
+    wanted = args.backends.split(",") + (["onnx-int8"] if args.int8 else [])
+    backends = {name: makers[name] for name in wanted}
     results: dict[str, Any] = {}
     reference: np.ndarray | None = None
+    fp32: np.ndarray | None = None
     try:
         for name, make in backends.items():
             embedder = make()
@@ -154,23 +201,23 @@ def main() -> None:
                 entry["precision"] = embedder.precision  # type: ignore[attr-defined]
             if name == "torch":
                 reference = vectors
+            if name == "torch-fp32":
+                fp32 = vectors
             if name != "torch" and reference is not None:
-                cosines = np.sum(vectors * reference, axis=1)
-                entry["cosine_vs_torch"] = {
-                    "min": round(float(cosines.min()), 6),
-                    "mean": round(float(cosines.mean()), 6),
-                    "p01": round(float(np.percentile(cosines, 1)), 6),
-                }
+                entry["cosine_vs_torch"] = cosine_figures(vectors, reference)
+            if name.startswith("onnx") and fp32 is not None:
+                entry["cosine_vs_torch_fp32"] = cosine_figures(vectors, fp32)
             results[name] = entry
             print(name, json.dumps(entry), flush=True)
             del embedder
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
-    torch_rate = results["torch"]["chunks_per_s"]
+    first = next(iter(results))
+    torch_rate = results[first]["chunks_per_s"]
     payload = {
         "corpus": str(args.folder or args.corpus),
-        "pages_read": pages,
+        **page_figures,
         "chunks": len(texts),
         "tokens": tokens,
         "tokens_per_chunk": {
@@ -186,8 +233,9 @@ def main() -> None:
         "speedup_vs_torch": {
             name: round(entry["chunks_per_s"] / torch_rate, 2)
             for name, entry in results.items()
-            if name != "torch"
+            if name != first
         },
+        "speedup_reference": first,
         "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
         "machine": machine(),
     }
