@@ -16,6 +16,10 @@ export made by ``ragserve models export``) and with ``--int8`` also ``onnx-int8`
 export with onnxruntime's dynamic INT8 quantisation, made here in a temporary
 folder: its vectors drift to a mean cosine of 0.95, too far to share an index).
 Each backend embeds the chunks once to warm up, then ``--repeats`` times timed.
+Page figures (chunks per page, extract+chunk time) come from every page read
+(``--pages``), and the chunks encoded are a seeded sample of them: they are what
+tells two corpora apart upstream of the encoder (README "Why the Python docs
+ingest slower").
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ class EmbedSettings(BaseModel):
     num_gpus: float = Field(0.0, ge=0)
     #: What runs the encoder. ``auto``: on a CPU without native bf16, the ONNX
     #: export of the model when one was made (``ragserve models export``; ``make
-    #: models`` makes it) — same vectors (min cosine 0.99999), 1.3x torch fp32;
+    #: models`` makes it) — torch fp32's vectors (cosine 1.000000), 1.5x its speed;
     #: torch elsewhere: with native bf16 (AMX) torch's bf16 is 1.8x the ONNX
     #: export, and GPUs run torch (bench/results/encoder.json). ``onnx`` demands
     #: the export; ``torch`` never uses it.
