@@ -93,6 +93,12 @@ def baseline_run(corpus_dir: Path, gpu: bool, queries: Path | None) -> dict[str,
     }
 
 
+def cuda_visible() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", choices=["sample", "ray-docs"], default="sample")
@@ -101,6 +107,10 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=REPO / "tmp" / "bench")
     args = parser.parse_args()
 
+    if args.gpu and not cuda_visible():
+        # A clean CPU run rather than a failed one; the result is named as CPU.
+        print("--gpu: torch sees no CUDA GPU here; running on CPU", file=sys.stderr)
+        args.gpu = False
     args.work.mkdir(parents=True, exist_ok=True)
     corpus_dir = unpack(args.corpus, args.work / "corpora")
     with tempfile.TemporaryDirectory(dir=args.work) as scratch:

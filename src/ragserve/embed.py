@@ -74,12 +74,23 @@ def resolve_model_path(name: str) -> str:
 
 
 def pick_device(requested: str) -> str:
-    """``auto`` means CUDA when a GPU is visible, else CPU (CI never has one)."""
-    if requested != "auto":
+    """``auto`` means CUDA when a GPU is visible, else CPU (CI never has one).
+
+    An explicit ``cuda`` where torch sees no GPU is the one-line error here,
+    not torch's traceback from deep inside the model load.
+    """
+    if requested == "cpu":
         return requested
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise EmbedderError(
+            f"embed.device={requested} but torch {torch.__version__} sees no CUDA GPU; "
+            "use embed.device=auto (CPU when there is none) or cpu"
+        )
+    return requested
 
 
 def cpu_has_native_bf16() -> bool:
@@ -152,6 +163,10 @@ class SentenceTransformerEmbedder:
     def _encode(self, texts: list[str], batch_size: int) -> Vectors:
         model = self._load()
         # sentence-transformers sorts by length internally, so batches pad little.
+        # convert_to_tensor keeps each batch's output on the device: no per-batch
+        # device-to-host sync, so on CUDA the host tokenises batch i+1 while the
+        # GPU runs batch i (tokenisation stays off the GPU's critical path); one
+        # copy to the host at the end.
         vectors = model.encode(
             texts,
             batch_size=batch_size,

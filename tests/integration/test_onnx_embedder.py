@@ -106,3 +106,19 @@ def test_cli_export_is_idempotent(models_dir: Path) -> None:
     refused = CliRunner().invoke(app, ["models", "export", "gpt2", "--models-dir", str(models_dir)])
     assert refused.exit_code == 1
     assert "has no ONNX export" in refused.output
+
+
+def test_cuda_without_a_gpu_is_one_line_and_auto_is_cpu(models_dir: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    from ragserve.embed import pick_device
+
+    assert pick_device("auto") == "cpu"
+    embedder = SentenceTransformerEmbedder(EmbedSettings(model=DEFAULT_EMBED_MODEL, device="cuda"))
+    with pytest.raises(EmbedderError, match=r"sees no CUDA GPU; use embed\.device=auto"):
+        embedder.warm_up()
+    # A GPU setting never selects the ONNX export (torch runs GPUs).
+    settings = EmbedSettings(model=DEFAULT_EMBED_MODEL, device="cuda", precision="fp32")
+    assert isinstance(build_embedder(settings, models_dir=models_dir), SentenceTransformerEmbedder)
