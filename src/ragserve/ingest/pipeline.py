@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ragserve.config import IngestSettings, Settings
+from ragserve.config import EmbedSettings, IngestSettings, Settings
 from ragserve.documents import Document
 from ragserve.embed import build_embedder
 from ragserve.errors import SourceError
@@ -134,7 +134,7 @@ def _build_version(
     gate: Gate | None,
 ) -> IngestSummary:
     started = time.perf_counter()
-    schema = _schema(settings, live, recreate)
+    schema = _schema(settings.embed, settings.ingest, settings.models_dir, live, recreate)
     summary = IngestSummary(source=source, collection=live.name, embed_model=settings.embed.model)
     summary.previous_version = live.live_version()
     seeding = time.perf_counter()
@@ -143,12 +143,16 @@ def _build_version(
     summary.stage_seconds["seed"] = round(time.perf_counter() - seeding, 3)
     try:
         staged.open(schema, recreate=recreate)
-        plan = _plan(source, settings, staged, summary, report)
+        plan = _plan(source, settings.ingest, staged, summary, report)
         summary.stage_seconds["source"] = round(time.perf_counter() - started, 3)
-        if not recreate and summary.previous_version and not _has_work(plan, settings, summary):
+        if (
+            not recreate
+            and summary.previous_version
+            and not _has_work(plan, settings.ingest, summary)
+        ):
             return _unchanged(live, staged, summary, started, gate)
         _write_pages(plan, settings, staged, summary, report)
-        _delete_vanished(plan, settings, staged, summary)
+        _delete_vanished(plan, settings.ingest, staged, summary)
         wrote = bool(summary.points_written or summary.points_deleted)
         if not recreate and summary.previous_version and not wrote:
             # Only pages that yield no text were "new" (they are never stored, so
@@ -178,8 +182,8 @@ def _build_version(
         raise
 
 
-def _has_work(plan: SyncPlan, settings: Settings, summary: IngestSummary) -> bool:
-    return bool(plan.to_write) or bool(_vanished(plan, settings, summary, quiet=True))
+def _has_work(plan: SyncPlan, ingest: IngestSettings, summary: IngestSummary) -> bool:
+    return bool(plan.to_write) or bool(_vanished(plan, ingest, summary, quiet=True))
 
 
 def _unchanged(
@@ -218,25 +222,39 @@ def _drop_quietly(live: VectorStore, version: str | None) -> None:
         logger.warning("could not drop unfinished version %s: %s", version, exc)
 
 
-def _schema(settings: Settings, store: VectorStore, recreate: bool) -> IndexSchema:
-    """The schema this run writes; the model loads here only if its size is unknown."""
+def _schema(
+    embed: EmbedSettings,
+    ingest: IngestSettings,
+    models_dir: Path,
+    store: VectorStore,
+    recreate: bool,
+) -> IndexSchema:
+    """The schema this run writes; the model loads here only if its size is unknown.
+
+    It reads the embed and ingest groups only (and where models live): the
+    schema is fixed by the model and the chunking, nothing else in Settings.
+    """
     existing = store.stored_schema() if store.exists() and not recreate else None
-    if existing is not None and existing.embed_model == settings.embed.model:
+    if existing is not None and existing.embed_model == embed.model:
         dimension = existing.dimension  # a re-ingest need not load the model in the driver
     else:
-        dimension = build_embedder(settings.embed, models_dir=settings.models_dir).dimension
+        dimension = build_embedder(embed, models_dir=models_dir).dimension
     return IndexSchema(
-        embed_model=settings.embed.model,
+        embed_model=embed.model,
         dimension=dimension,
-        chunk_size=settings.ingest.chunk_size,
-        chunk_overlap=settings.ingest.chunk_overlap,
-        section_aware=settings.ingest.section_aware,
+        chunk_size=ingest.chunk_size,
+        chunk_overlap=ingest.chunk_overlap,
+        section_aware=ingest.section_aware,
         sparse=SPARSE_ENCODING,
     )
 
 
 def _plan(
-    source: str, settings: Settings, store: VectorStore, summary: IngestSummary, report: Progress
+    source: str,
+    ingest: IngestSettings,
+    store: VectorStore,
+    summary: IngestSummary,
+    report: Progress,
 ) -> SyncPlan:
     stored = store.page_states()
     # Every complete stored page is passed, with or without validators: the
@@ -246,8 +264,8 @@ def _plan(
         for url, state in stored.items()
         if state.complete
     }
-    plan = SyncPlan(stored=stored, prefix=source_prefix(source, settings.ingest))
-    for item in iter_source(source, settings.ingest, validators):
+    plan = SyncPlan(stored=stored, prefix=source_prefix(source, ingest))
+    for item in iter_source(source, ingest, validators):
         if isinstance(item, PageProblem):
             # 404/410 pages are deletable, crawl limits hide nothing; other failures keep data.
             if not is_gone(item) and not item.limit:
@@ -354,18 +372,18 @@ def _page_meta(document: Document) -> dict[str, Any]:
 
 
 def _delete_vanished(
-    plan: SyncPlan, settings: Settings, store: VectorStore, summary: IngestSummary
+    plan: SyncPlan, ingest: IngestSettings, store: VectorStore, summary: IngestSummary
 ) -> None:
-    for url in _vanished(plan, settings, summary):
+    for url in _vanished(plan, ingest, summary):
         summary.points_deleted += store.delete_page(url)
         summary.pages_deleted += 1
 
 
 def _vanished(
-    plan: SyncPlan, settings: Settings, summary: IngestSummary, *, quiet: bool = False
+    plan: SyncPlan, ingest: IngestSettings, summary: IngestSummary, *, quiet: bool = False
 ) -> list[str]:
     """Stored pages to delete; none when the listing may be incomplete (kept, counted)."""
-    truncated = summary.pages >= settings.ingest.max_pages
+    truncated = summary.pages >= ingest.max_pages
     # A crawl discovers pages through links: a failed page hides its children,
     # so after failures "not seen" does not mean "gone". A folder listing is exact.
     crawl_failed = bool(plan.failed) and is_url(summary.source)
