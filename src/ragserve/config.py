@@ -191,6 +191,10 @@ class ServeSettings(BaseModel):
     #: Embedded (Edge) index only: give each Retriever replica a private copy,
     #: since one Edge shard opens in one process. A Qdrant server needs no copy.
     copy_edge_index: bool = False
+    #: At most this many replicas of one deployment on one Ray node (None: Serve's
+    #: default, a soft spread). 1 puts every replica on its own node, so a
+    #: multi-node cluster keeps answering when a node goes.
+    max_replicas_per_node: int | None = Field(None, ge=1)
     generator_num_gpus: float = Field(0.0, ge=0)
     #: Ray Serve layout. ``split``: Ingress → Retriever and Generator
     #: deployments over handles, each side scaling on its own. ``single``: one

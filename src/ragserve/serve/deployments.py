@@ -181,13 +181,51 @@ class IngressReplica:
             self._agent = LocalAgent(self._local)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return create_app(self._settings, self._agent, behind_serve_proxy=True)
+        app = create_app(self._settings, self._agent, behind_serve_proxy=True)
+        app.add_middleware(ReplicaHeaders, **replica_identity())
+        return app
 
     def __del__(self) -> None:
         _release(getattr(self, "_local", None), getattr(self, "_copy_dir", None))
 
 
 Ingress: Any = serve.deployment(name="Ingress")(serve.ingress()(IngressReplica))
+
+
+def replica_identity() -> dict[str, str]:
+    """This Serve replica's id and its Ray node's id (from inside a replica)."""
+    import ray
+
+    return {
+        "replica": serve.get_replica_context().replica_id.unique_id,
+        "node": ray.get_runtime_context().get_node_id(),
+    }
+
+
+class ReplicaHeaders:
+    """ASGI middleware: every response names the ingress replica and Ray node that
+    answered (``x-ragserve-replica``, ``x-ragserve-node``), so an operator can see
+    requests spread over replicas and nodes. Pure ASGI, so streamed (SSE)
+    responses pass through untouched apart from their headers."""
+
+    def __init__(self, app: Any, *, replica: str, node: str) -> None:
+        self._app = app
+        self._headers = [
+            (b"x-ragserve-replica", replica.encode("latin-1")),
+            (b"x-ragserve-node", node.encode("latin-1")),
+        ]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+
+        async def stamped(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *self._headers]}
+            await send(message)
+
+        await self._app(scope, receive, stamped)
 
 
 def build_app(settings: Settings, *, copy_edge_index: bool = False) -> Any:
@@ -326,7 +364,9 @@ def _retriever_replicas(settings: Settings, copy_edge_index: bool) -> tuple[int,
 
 def _scaling(settings: Settings, replicas: int, *, pinned: bool = False) -> dict[str, Any]:
     serve_settings = settings.serve
-    limit = {"max_ongoing_requests": serve_settings.max_ongoing_requests}
+    limit: dict[str, Any] = {"max_ongoing_requests": serve_settings.max_ongoing_requests}
+    if serve_settings.max_replicas_per_node is not None:
+        limit["max_replicas_per_node"] = serve_settings.max_replicas_per_node
     if serve_settings.autoscaling and not pinned:
         return {
             **limit,
