@@ -1,8 +1,8 @@
 """The HTTP API in-process (``httpx.ASGITransport``) over a tiny real index.
 
 The index is real (Qdrant Edge + bundled MiniLM + BM25, built once per
-module); so are the auth, limits, SSE framing and metrics. Tests that need
-the embedder are ``integration``; pure configuration checks are ``unit``.
+module); so are the auth, limits, SSE framing and metrics. Integration tests:
+the module builds an index with the embedder, and one test imports Ray.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from ragserve.config import LLMSettings
 from ragserve.errors import ConfigError
 from ragserve.serve import create_app
 from ragserve.store.base import SearchFilter, SearchMode
+
+pytestmark = pytest.mark.integration
 
 QUESTION = "How do I run several copies of a deployment?"
 
@@ -49,7 +51,6 @@ def sse_events(body: str) -> list[tuple[str | None, str]]:
 # -- answers ---------------------------------------------------------------------
 
 
-@pytest.mark.integration
 def test_query_answers_with_cited_sources_in_the_tutorial_shape(app: FastAPI) -> None:
     response = call(app, "POST", "/query", json={"query": QUESTION})
 
@@ -65,7 +66,6 @@ def test_query_answers_with_cited_sources_in_the_tutorial_shape(app: FastAPI) ->
     assert body["timings"]["total"] > 0
 
 
-@pytest.mark.integration
 def test_question_is_accepted_as_a_synonym_of_query(app: FastAPI) -> None:
     question = "How do I stream tokens to the client?"
     response = call(app, "POST", "/query", json={"question": question, "k": 2})
@@ -75,7 +75,6 @@ def test_question_is_accepted_as_a_synonym_of_query(app: FastAPI) -> None:
     assert len(response.json()["sources"]) <= 2
 
 
-@pytest.mark.integration
 def test_search_returns_sources_and_timings_without_an_answer(app: FastAPI) -> None:
     question = "How do deployments call each other?"
     response = call(app, "POST", "/search", json={"query": question, "k": 3})
@@ -87,7 +86,6 @@ def test_search_returns_sources_and_timings_without_an_answer(app: FastAPI) -> N
     assert {"embed", "retrieve", "total"} <= set(body["timings"])
 
 
-@pytest.mark.integration
 def test_url_prefix_filter_keeps_only_matching_pages(app: FastAPI) -> None:
     prefix = f"{BASE}/deploy"
     response = call(
@@ -100,7 +98,6 @@ def test_url_prefix_filter_keeps_only_matching_pages(app: FastAPI) -> None:
     assert all(url.startswith(prefix) for url in urls)
 
 
-@pytest.mark.integration
 def test_streamed_query_sends_tokens_then_sources_then_the_full_answer(app: FastAPI) -> None:
     response = call(app, "POST", "/query", json={"query": QUESTION, "stream": True})
 
@@ -119,7 +116,6 @@ def test_streamed_query_sends_tokens_then_sources_then_the_full_answer(app: Fast
 # -- OpenAI facade ---------------------------------------------------------------
 
 
-@pytest.mark.integration
 def test_chat_completions_answers_the_last_user_message(app: FastAPI) -> None:
     messages = [
         {"role": "system", "content": "You are helpful."},
@@ -141,7 +137,6 @@ def test_chat_completions_answers_the_last_user_message(app: FastAPI) -> None:
     assert body["sources"][0]["url"] == KNOWN_ANSWERS[QUESTION]
 
 
-@pytest.mark.integration
 def test_streamed_chat_completion_sends_chunks_and_ends_with_done(app: FastAPI) -> None:
     payload = {"messages": [{"role": "user", "content": QUESTION}], "stream": True}
     response = call(app, "POST", "/v1/chat/completions", json=payload)
@@ -158,7 +153,6 @@ def test_streamed_chat_completion_sends_chunks_and_ends_with_done(app: FastAPI) 
     assert chunks[-1]["sources"][0]["url"] == KNOWN_ANSWERS[QUESTION]
 
 
-@pytest.mark.integration
 def test_models_lists_the_one_ragserve_model(app: FastAPI) -> None:
     response = call(app, "GET", "/v1/models")
 
@@ -166,7 +160,6 @@ def test_models_lists_the_one_ragserve_model(app: FastAPI) -> None:
     assert [model["id"] for model in response.json()["data"]] == ["ragserve"]
 
 
-@pytest.mark.integration
 def test_chat_without_a_user_message_is_a_clear_400(app: FastAPI) -> None:
     payload = {"messages": [{"role": "system", "content": "be brief"}]}
     response = call(app, "POST", "/v1/chat/completions", json=payload)
@@ -178,7 +171,6 @@ def test_chat_without_a_user_message_is_a_clear_400(app: FastAPI) -> None:
 # -- validation ------------------------------------------------------------------
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize(
     ("payload", "where"),
     [
@@ -199,7 +191,6 @@ def test_invalid_requests_get_a_readable_422(app: FastAPI, payload: Any, where: 
     assert where in error["message"]
 
 
-@pytest.mark.integration
 def test_malformed_json_is_a_422_not_a_500(app: FastAPI) -> None:
     response = call(
         app, "POST", "/query", content=b"{not json", headers={"content-type": "application/json"}
@@ -209,7 +200,6 @@ def test_malformed_json_is_a_422_not_a_500(app: FastAPI) -> None:
     assert response.json()["error"]["type"] == "validation_error"
 
 
-@pytest.mark.integration
 def test_too_long_question_is_rejected_with_413_naming_the_limit(index_dir: Path) -> None:
     app = create_app(settings_for(index_dir, max_question_chars=50))
     response = call(app, "POST", "/query", json={"query": "why " * 20})
@@ -218,7 +208,6 @@ def test_too_long_question_is_rejected_with_413_naming_the_limit(index_dir: Path
     assert "MAX_QUESTION_CHARS" in response.json()["error"]["message"]
 
 
-@pytest.mark.unit
 def test_oversized_body_is_rejected_with_413_before_parsing(tmp_path: Path) -> None:
     app = create_app(settings_for(tmp_path, max_body_bytes=1024))
     response = call(app, "POST", "/query", json={"query": "x" * 5000})
@@ -230,7 +219,6 @@ def test_oversized_body_is_rejected_with_413_before_parsing(tmp_path: Path) -> N
 # -- auth and limits ---------------------------------------------------------------
 
 
-@pytest.mark.integration
 def test_api_key_is_required_and_checked(index_dir: Path, agent: QueryAgent) -> None:
     app = create_app(settings_for(index_dir, api_keys=["s3cret-key"]), agent)
     body = {"query": QUESTION, "k": 1}
@@ -249,20 +237,17 @@ def test_api_key_is_required_and_checked(index_dir: Path, agent: QueryAgent) -> 
     assert call(app, "GET", "/healthz").status_code == 200  # probes need no key
 
 
-@pytest.mark.unit
 def test_public_host_without_keys_refuses_to_start(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="RAGSERVE_SERVE__API_KEYS"):
         create_app(settings_for(tmp_path, host="0.0.0.0"))
 
 
-@pytest.mark.unit
 def test_public_host_may_opt_out_of_auth_explicitly(tmp_path: Path) -> None:
     app = create_app(settings_for(tmp_path, host="0.0.0.0", require_auth=False))
 
     assert call(app, "GET", "/healthz").status_code == 200
 
 
-@pytest.mark.integration
 def test_rate_limit_answers_429_with_retry_after(index_dir: Path, agent: QueryAgent) -> None:
     app = create_app(settings_for(index_dir, rate_limit_per_minute=2), agent)
     body = {"query": QUESTION, "k": 1}
@@ -279,7 +264,6 @@ def test_rate_limit_answers_429_with_retry_after(index_dir: Path, agent: QueryAg
 # -- failures ------------------------------------------------------------------------
 
 
-@pytest.mark.integration
 def test_unreachable_llm_gives_a_degraded_answer_not_an_error(index_dir: Path) -> None:
     settings = settings_for(index_dir)
     settings.llm = LLMSettings.model_validate(
@@ -298,7 +282,6 @@ def test_unreachable_llm_gives_a_degraded_answer_not_an_error(index_dir: Path) -
     assert any(problem.startswith("llm:") for problem in ready.json()["problems"])
 
 
-@pytest.mark.unit
 def test_missing_index_is_a_503_that_says_to_run_ingest(tmp_path: Path) -> None:
     app = create_app(settings_for(tmp_path / "nothing-here"))
 
@@ -312,7 +295,6 @@ def test_missing_index_is_a_503_that_says_to_run_ingest(tmp_path: Path) -> None:
     assert "ragserve ingest" in ready.json()["problems"][0]
 
 
-@pytest.mark.integration
 def test_unreadable_index_is_a_503_with_the_reason(tmp_path: Path, index_dir: Path) -> None:
     broken = tmp_path / "broken"
     shutil.copytree(index_dir, broken)
@@ -328,7 +310,6 @@ def test_unreadable_index_is_a_503_with_the_reason(tmp_path: Path, index_dir: Pa
     assert "unreadable" in response.json()["error"]["message"]
 
 
-@pytest.mark.integration
 def test_request_over_the_timeout_is_a_504(index_dir: Path, agent: QueryAgent) -> None:
     app = create_app(settings_for(index_dir, request_timeout_s=0.0005), agent)
 
@@ -359,7 +340,6 @@ class _BrokenAgent:
         return None
 
 
-@pytest.mark.unit
 def test_unexpected_failure_is_a_500_with_request_id_and_no_internals(tmp_path: Path) -> None:
     app = create_app(settings_for(tmp_path), _BrokenAgent())
 
@@ -376,7 +356,6 @@ def test_unexpected_failure_is_a_500_with_request_id_and_no_internals(tmp_path: 
     assert "Traceback" not in response.text
 
 
-@pytest.mark.unit
 def test_stream_failure_after_headers_is_an_error_event(tmp_path: Path) -> None:
     class FailsMidStream(_BrokenAgent):
         async def ask_stream(
@@ -398,7 +377,6 @@ def test_stream_failure_after_headers_is_an_error_event(tmp_path: Path) -> None:
 # -- operations ------------------------------------------------------------------------
 
 
-@pytest.mark.integration
 def test_metrics_count_the_request_and_its_stages(index_dir: Path, agent: QueryAgent) -> None:
     app = create_app(settings_for(index_dir), agent)
     call(app, "POST", "/query", json={"query": QUESTION})
@@ -411,7 +389,6 @@ def test_metrics_count_the_request_and_its_stages(index_dir: Path, agent: QueryA
     assert "ragserve_retrieved_sources_count 1.0" in metrics
 
 
-@pytest.mark.unit
 def test_request_id_is_echoed_or_created(tmp_path: Path) -> None:
     app = create_app(settings_for(tmp_path))
 
@@ -424,7 +401,6 @@ def test_request_id_is_echoed_or_created(tmp_path: Path) -> None:
     assert hostile.headers["x-request-id"] != "x" * 500
 
 
-@pytest.mark.integration
 def test_ready_when_index_and_llm_are_usable(app: FastAPI) -> None:
     response = call(app, "GET", "/readyz")
 
@@ -432,7 +408,6 @@ def test_ready_when_index_and_llm_are_usable(app: FastAPI) -> None:
     assert response.json() == {"status": "ok", "problems": [], "index_version": "v1"}
 
 
-@pytest.mark.unit
 def test_cors_preflight_allows_configured_origins(tmp_path: Path) -> None:
     app = create_app(settings_for(tmp_path, cors_origins=["https://docs.example.org"]))
     headers = {
@@ -447,7 +422,6 @@ def test_cors_preflight_allows_configured_origins(tmp_path: Path) -> None:
     assert response.headers["access-control-allow-origin"] == "https://docs.example.org"
 
 
-@pytest.mark.unit
 def test_openapi_docs_are_served(tmp_path: Path) -> None:
     app = create_app(settings_for(tmp_path))
 
@@ -456,7 +430,6 @@ def test_openapi_docs_are_served(tmp_path: Path) -> None:
     assert {"/query", "/search", "/v1/chat/completions", "/v1/models", "/readyz"} <= set(paths)
 
 
-@pytest.mark.integration
 @pytest.mark.slow
 def test_generated_requests_never_get_a_server_error(index_dir: Path, agent: QueryAgent) -> None:
     """Schemathesis fuzzes every operation of the OpenAPI schema: no input may cause a 5xx."""
@@ -488,7 +461,6 @@ def test_generated_requests_never_get_a_server_error(index_dir: Path, agent: Que
     assert "POST /v1/chat/completions" in tested
 
 
-@pytest.mark.unit
 def test_errors_wrapped_by_ray_keep_their_status_and_message() -> None:
     from ray.exceptions import RayTaskError
 

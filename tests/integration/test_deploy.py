@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.integration  # imports Ray Serve's schema
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 

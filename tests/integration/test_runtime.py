@@ -21,6 +21,9 @@ import pytest
 from ragserve.errors import ClusterError
 from ragserve.runtime import OWNER_VAR, _init, _reaper_for_local_ray, kill_marked
 
+# Real processes (a Python driver, `sleep`s) are started and killed here.
+pytestmark = pytest.mark.integration
+
 
 class _FlakyRay:
     def __init__(self, failures: int) -> None:

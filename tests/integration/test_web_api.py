@@ -6,18 +6,16 @@ Over the same tiny real index as ``test_api.py``; the browser tests in
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from fastapi import FastAPI
+from tests.support import api as shared
+from tests.support.api import call, settings_for
 from tests.support.index import KNOWN_ANSWERS, build_index, shared_embedder
 
 from ragserve.agent import QueryAgent
-from ragserve.config import Settings
 from ragserve.feedback import FeedbackStore, feedback_path
 from ragserve.serve import create_app
 
@@ -27,36 +25,8 @@ QUESTION = "How do I stream tokens to the client?"
 KEY = "web-api-key-0123"
 
 
-@pytest.fixture(scope="module")
-def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data_dir = tmp_path_factory.mktemp("web-api-index")
-    build_index(data_dir)
-    return data_dir
-
-
-@pytest.fixture(scope="module")
-def agent(index_dir: Path) -> QueryAgent:
-    return QueryAgent(settings_for(index_dir), embedder=shared_embedder())
-
-
-def settings_for(data_dir: Path, **serve: Any) -> Settings:
-    return Settings.model_validate(
-        {
-            "store": {"data_dir": data_dir},
-            "embed": {"device": "cpu"},
-            "llm": {"provider": "extractive"},
-            "serve": {"rate_limit_per_minute": 0, **serve},
-        }
-    )
-
-
-def call(app: FastAPI, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    async def send() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app, client=("10.1.2.3", 5555))
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            return await client.request(method, path, **kwargs)
-
-    return asyncio.run(send())
+# The shared fixtures (tests/support/api.py): a real index and an agent over it.
+index_dir, agent = shared.index_dir, shared.agent
 
 
 def rated(answer: dict[str, Any], rating: str = "up", **extra: Any) -> dict[str, Any]:
