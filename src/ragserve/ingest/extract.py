@@ -29,7 +29,7 @@ counts as chrome, and how headings find their anchors, is in
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,6 +40,7 @@ from ragserve.ingest.html_depth import flatten_deep_nesting
 from ragserve.ingest.html_parts import (
     BLOCK_TAGS,
     HEADING_LEVELS,
+    INVISIBLE,
     LINE_BREAK,
     definition_heading,
     flat_text,
@@ -74,9 +75,10 @@ def extract_sections(document: Document) -> list[Section]:
     never raises on malformed HTML.
     """
     if document.kind == "markdown":
-        return markdown_sections(document)
+        cleaned = replace(document, content=strip_markdown_comments(document.content))
+        return _unhidden(markdown_sections(cleaned))
     if document.kind == "text":
-        return text_sections(document)
+        return _unhidden(text_sections(document))
     tree = _parse(document.content)
     root = _main_root(tree)
     if root is None:
@@ -91,6 +93,39 @@ def extract_sections(document: Document) -> list[Section]:
         Section(url=document.url, title=title, anchor=anchor, heading_path=path, text=text)
         for anchor, path, text in raw_sections
     ]
+
+
+#: An HTML comment in markdown; an unclosed one runs to the end, as browsers read it.
+_MD_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)
+#: A fenced code block (``` or ~~~), whose text is shown verbatim and kept verbatim.
+_MD_FENCE = re.compile(r"^(?P<fence>`{3,}|~{3,})[^\n]*\n.*?(?:^(?P=fence)[ \t]*$|\Z)", re.M | re.S)
+
+
+def strip_markdown_comments(markdown: str) -> str:
+    """Markdown without its HTML comments, outside fenced code blocks.
+
+    A rendered page never shows a comment, so text in one is read by the model
+    and by nobody else: the classic place to hide instructions for it. A comment
+    shown *as code* (inside a fence) is content and stays.
+    """
+    parts: list[str] = []
+    position = 0
+    for fence in _MD_FENCE.finditer(markdown):
+        parts.append(_MD_COMMENT.sub("", markdown[position : fence.start()]))
+        parts.append(fence.group(0))
+        position = fence.end()
+    parts.append(_MD_COMMENT.sub("", markdown[position:]))
+    return "".join(parts)
+
+
+def _unhidden(sections: list[Section]) -> list[Section]:
+    """Sections without invisible characters (HTML text is cleaned as it is read)."""
+    cleaned = []
+    for section in sections:
+        text = INVISIBLE.sub("", section.text)
+        if text.strip():
+            cleaned.append(replace(section, text=text, title=INVISIBLE.sub("", section.title)))
+    return cleaned
 
 
 #: Below this much visible body text, a page that runs scripts is taken for an

@@ -89,8 +89,16 @@ DEFINITION_HEADING_LENGTH = 120
 _LINK_HEAVY = 0.5
 
 _SPACES = re.compile(r"\s+")
-#: Invisible characters and C0 controls other than tab and newline.
-INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+#: Characters a reader never sees, removed from every extracted text: C0 controls
+#: other than tab and newline; zero-width spaces and joiners, invisible operators
+#: and the soft hyphen; bidirectional embeddings, overrides, isolates and marks
+#: (they reorder what a reader sees versus what a model reads); and Unicode tag
+#: characters (U+E0000-E007F), which spell ASCII invisibly ("ASCII smuggling").
+#: Each is a way to hide instructions for a model in a page that looks clean.
+INVISIBLE = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u2064\u2066-\u2069\ufeff\U000e0000-\U000e007f]"
+)
 LINE_BREAK = "\ue000"  # a private-use character stands for <br> while spaces collapse
 
 
