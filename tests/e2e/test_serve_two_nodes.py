@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,4 +99,8 @@ def test_replicas_on_both_nodes_each_answer(tmp_path: Path, ray_tmp: str) -> Non
     assert summary["ok"] == REQUESTS
     assert set(summary["answered_by_node"]) == nodes_of("Ingress")
     assert len(summary["answered_by_replica"]) == 2
+    # `ray stop` returns while the last processes are still exiting: give them a moment.
+    deadline = time.monotonic() + 15
+    while demo_pids(ray_tmp) and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert not demo_pids(ray_tmp), "the script left processes of its Ray cluster running"

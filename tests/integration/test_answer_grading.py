@@ -102,7 +102,12 @@ def test_generators_answer_from_one_retrieval_and_are_graded_by_hand(
     )
 
     scripted = answers["by_generator"]["openai"]
-    assert [r["answers"]["openai"]["text"] for r in result.records] == SCRIPTED
+    # [9] has no retrieved source behind it: the agent removes it from the answer
+    # (and warns) rather than show a citation that leads nowhere.
+    assert [r["answers"]["openai"]["text"] for r in result.records] == [
+        SCRIPTED[0].replace(" [9]", ""),
+        *SCRIPTED[1:],
+    ]
     assert scripted["n_answered"] == 3
     # q1: "set numreplicas see also" vs 8 reference tokens, 2 shared: P 1/2, R 1/4, F1 1/3.
     # q2: no shared token. q3 has no reference answer.
