@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from ragserve.cli import _IngestProgress, progress_line
+from ragserve.commands.ingest import _IngestProgress, progress_line
 
 
 def test_progress_line_names_counts_rate_and_elapsed() -> None:
