@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/encoder.py                       # 1,500 sample-corpus chunks
     .venv/bin/python bench/encoder.py --corpus ray-docs --chunks 3000
-    .venv/bin/python bench/encoder.py --folder /tmp/pydoc/usr/share/doc/python3.11/html
+    .venv/bin/python bench/encoder.py --folder tmp/pydoc/usr/share/doc/python3.11/html
+        # (apt-get download python3.11-doc && dpkg -x python3.11-doc_*.deb tmp/pydoc)
 
 Why: ingest on a CPU spends its time in the encoder, so this is the number the
 ingest rate is bounded by, and the evidence that the ONNX export gives the same
@@ -142,6 +143,12 @@ def cosine_figures(vectors: np.ndarray, reference: np.ndarray) -> dict[str, floa
     }
 
 
+def _where(folder: Path) -> str:
+    """The folder as the result names it: relative to the repository when inside it."""
+    resolved = folder.resolve()
+    return str(resolved.relative_to(REPO)) if resolved.is_relative_to(REPO) else folder.name
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", choices=["sample", "ray-docs"], default="sample")
@@ -220,7 +227,7 @@ def main() -> None:
     first = next(iter(results))
     torch_rate = results[first]["chunks_per_s"]
     payload = {
-        "corpus": str(args.folder or args.corpus),
+        "corpus": _where(args.folder) if args.folder else args.corpus,
         **page_figures,
         "chunks": len(texts),
         "tokens": tokens,

@@ -21,7 +21,7 @@ Reported, per technique and in total:
   ``citations_resolve``: every ``[n]`` in every final answer names a retrieved chunk;
 * ``attacker_requests``: requests the attacker server received (must be 0).
 
-    flock /tmp/heavy.lock timeout 2400 .venv/bin/python bench/injection.py
+    timeout 2400 .venv/bin/python bench/injection.py
     .venv/bin/python bench/injection.py --base-url http://host:8000/v1 --model NAME --api-key KEY
 """
 

@@ -1,7 +1,7 @@
 """Overload: capacity first, then an open-loop load at a multiple of it.
 
     .venv/bin/python bench/overload.py --minutes 1            # smoke
-    flock /tmp/heavy.lock .venv/bin/python bench/overload.py  # the 10-minute measurement
+    .venv/bin/python bench/overload.py  # the 10-minute measurement
 
 The bare app (``ragserve serve --no-ray``: uvicorn in one child process) over
 the tiny built-in index (or ``--data-dir``), extractive LLM, answers /query.
