@@ -76,7 +76,7 @@ class EmbedSettings(BaseModel):
     #: What runs the encoder. ``auto``: on a CPU without native bf16, the ONNX
     #: export of the model when one was made (``ragserve models export``; ``make
     #: models`` makes it) — torch fp32's vectors (cosine 1.000000), 1.5x its speed;
-    #: torch elsewhere: with native bf16 (AMX) torch's bf16 is 1.8x the ONNX
+    #: torch elsewhere: with native bf16 (AMX) torch's bf16 is 1.9x the ONNX
     #: export, and GPUs run torch (bench/results/encoder.json). ``onnx`` demands
     #: the export; ``torch`` never uses it.
     backend: Literal["auto", "torch", "onnx"] = "auto"

@@ -16,7 +16,6 @@ that pins the sha256 of every file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ragserve.errors import EmbedderError, MissingDependencyError
+from ragserve.models import sha256_of
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def verify(folder: Path) -> list[str]:
         path = folder / name
         if not path.is_file():
             problems.append(f"{path} is missing")
-        elif _sha256(path) != entry["sha256"]:
+        elif sha256_of(path) != entry["sha256"]:
             problems.append(f"{path} does not match its pinned sha256")
     return problems
 
@@ -157,24 +157,20 @@ def export_model(model: str, models_dir: Path, *, force: bool = False) -> Path:
     return target
 
 
-class _LastHiddenState:
+def _last_hidden_state(torch: Any, encoder: Any) -> Any:
     """``BertModel`` with positional inputs and one output, as the exporter wants it."""
 
-    @staticmethod
-    def wrap(torch: Any, encoder: Any) -> Any:
-        class Wrapped(torch.nn.Module):  # type: ignore[misc, name-defined]
-            def __init__(self) -> None:
-                super().__init__()
-                self.encoder = encoder
+    class LastHiddenState(torch.nn.Module):  # type: ignore[misc, name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = encoder
 
-            def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-                return self.encoder(
-                    input_ids=input_ids,
-                    attention_mask=attention_mask,
-                    token_type_ids=token_type_ids,
-                ).last_hidden_state
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            return self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
 
-        return Wrapped().eval()
+    return LastHiddenState().eval()
 
 
 def _export_graph(torch: Any, encoder: Any, path: Path) -> None:
@@ -185,7 +181,7 @@ def _export_graph(torch: Any, encoder: Any, path: Path) -> None:
         # The TorchScript exporter: the dynamo one needs onnxscript, which is not
         # on every package index, and gives the same graph for a BERT encoder.
         torch.onnx.export(
-            _LastHiddenState.wrap(torch, encoder),
+            _last_hidden_state(torch, encoder),
             sample,
             str(path),
             input_names=names,
@@ -231,7 +227,7 @@ def _write_manifest(
     folder: Path, model: str, source: Path, spec: ExportSpec, cosine: float, torch_version: str
 ) -> None:
     files = {
-        path.name: {"sha256": _sha256(path), "bytes": path.stat().st_size}
+        path.name: {"sha256": sha256_of(path), "bytes": path.stat().st_size}
         for path in sorted(folder.iterdir())
         if path.is_file()
     }
@@ -256,11 +252,3 @@ def _read_manifest(folder: Path) -> dict[str, Any] | None:
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
         return None
     return manifest
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
