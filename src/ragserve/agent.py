@@ -257,9 +257,11 @@ class QueryAgent:
             fallback = ExtractiveLLM(label=FALLBACK_LABEL)
             fallback_prompt = build_prompt(question, chunks, fallback, max_tokens=max_tokens)
             text = fallback.complete(fallback_prompt, max_tokens=max_tokens, temperature=0.0).text
+            # Tokens already sent stay on the client's screen: set the passages apart.
+            # The final answer (the ``done`` event) is the passages alone.
+            yield AnswerEvent(kind="token", text=f"\n\n{text}" if parts else text)
             parts = [text]
             model = fallback.model
-            yield AnswerEvent(kind="token", text=text)
         timings["generate"] = time.perf_counter() - t_gen
         timings["total"] = time.perf_counter() - started
         sources = to_sources(chunks[: prompt.sources_used] if prompt.sources_used else chunks)

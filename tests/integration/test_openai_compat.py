@@ -182,3 +182,47 @@ def test_error_event_in_a_stream_raises_instead_of_ending_quietly() -> None:
         assert next(stream) == "Po"
         with pytest.raises(LLMError, match="oom"):
             next(stream)
+
+
+def test_a_stream_that_ends_without_done_is_an_error_not_a_short_answer() -> None:
+    cut_clean = Reply(sse=['{"choices": [{"delta": {"content": "Port 80"}}]}'])
+    with ScriptedServer([cut_clean]) as server:
+        stream = client(server.base_url).stream(PROMPT, max_tokens=8, temperature=0.0)
+
+        assert next(stream) == "Port 80"
+        with pytest.raises(LLMUnavailableError, match="without \\[DONE\\] or a finish_reason"):
+            next(stream)
+
+
+def test_a_finish_reason_ends_a_stream_that_has_no_done() -> None:
+    events = [
+        '{"choices": [{"delta": {"content": "Port 8000."}}]}',
+        '{"choices": [{"delta": {}, "finish_reason": "stop"}]}',
+    ]
+    with ScriptedServer([Reply(sse=events)]) as server:
+        deltas = list(client(server.base_url).stream(PROMPT, max_tokens=8, temperature=0.0))
+
+    assert deltas == ["Port 8000."]
+
+
+def test_a_stream_cut_mid_body_names_how_much_arrived() -> None:
+    reply = sse_reply(["Port ", "8000", " [1]."])
+    first_event = len(f"data: {reply.sse[0]}\n\n")
+    with ScriptedServer([Reply(sse=reply.sse, cut_after=first_event)]) as server:
+        stream = client(server.base_url, retries=0).stream(PROMPT, max_tokens=8, temperature=0.0)
+
+        assert next(stream) == "Port "
+        with pytest.raises(LLMUnavailableError, match="broke off after 5 characters"):
+            next(stream)
+
+
+def test_a_trickling_stream_gets_the_whole_answer_timeout_not_one_per_read() -> None:
+    trickle = sse_reply([f"w{i} " for i in range(40)])
+    with ScriptedServer([Reply(sse=trickle.sse, pace_s=0.1)]) as server:
+        llm = client(server.base_url, timeout_s=1.0)
+        started = time.monotonic()
+        with pytest.raises(LLMUnavailableError, match="did not finish within 1s"):
+            list(llm.stream(PROMPT, max_tokens=8, temperature=0.0))
+        elapsed = time.monotonic() - started
+
+    assert elapsed < 3.5  # 40 events at 0.1 s would take 4 s; each read alone is quick

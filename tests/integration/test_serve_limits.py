@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,12 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 from tests.support import api as shared
-from tests.support.api import call, settings_for
+from tests.support.api import call, serving, settings_for
 from tests.support.web import free_port
 
 from ragserve.agent import QueryAgent
-from ragserve.serve import create_app
-from ragserve.serve.app import uvicorn_config
 
 pytestmark = pytest.mark.integration
 
@@ -32,8 +29,6 @@ BODY_TIMEOUT_S = 1.0
 
 @pytest.fixture(scope="module")
 def server(index_dir: Path, agent: QueryAgent) -> Iterator[tuple[str, int]]:
-    import uvicorn
-
     settings = settings_for(
         index_dir,
         port=free_port(),
@@ -41,18 +36,8 @@ def server(index_dir: Path, agent: QueryAgent) -> Iterator[tuple[str, int]]:
         max_header_bytes=8192,
         max_in_flight=1,
     )
-    config = uvicorn_config(create_app(settings, agent), settings, log_level="error")
-    served = uvicorn.Server(config)
-    thread = threading.Thread(target=served.run, daemon=True)
-    thread.start()
-    address = ("127.0.0.1", settings.serve.port)
-    deadline = time.monotonic() + 30
-    while not served.started:
-        assert time.monotonic() < deadline, "uvicorn did not start within 30 s"
-        time.sleep(0.05)
-    yield address
-    served.should_exit = True
-    thread.join(timeout=10)
+    with serving(settings, agent):
+        yield ("127.0.0.1", settings.serve.port)
 
 
 def read_status(sock: socket.socket, timeout_s: float) -> int:

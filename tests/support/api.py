@@ -7,6 +7,10 @@ index_dir``); the index is built once per module that imports them.
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +65,29 @@ async def request(
 def call(app: FastAPI, method: str, path: str, **kwargs: Any) -> httpx.Response:
     """One request through the ASGI app, as a client would send it."""
     return asyncio.run(request(app, method, path, **kwargs))
+
+
+@contextmanager
+def serving(settings: Settings, agent: QueryAgent | None = None) -> Iterator[str]:
+    """The app on uvicorn in a thread, as ``ragserve serve --no-ray`` runs it; yields its URL.
+
+    ``settings.serve.port`` must be free (``tests.support.web.free_port``).
+    """
+    import uvicorn
+
+    from ragserve.serve.app import uvicorn_config
+
+    config = uvicorn_config(create_app(settings, agent), settings, log_level="error")
+    served = uvicorn.Server(config)
+    thread = threading.Thread(target=served.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not served.started:
+        assert thread.is_alive(), "uvicorn exited while starting"
+        assert time.monotonic() < deadline, "uvicorn did not start within 30 s"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{settings.serve.port}"
+    finally:
+        served.should_exit = True
+        thread.join(timeout=10)

@@ -114,6 +114,8 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
     sse: Sequence[str] = ()  # event payloads; sent as text/event-stream when given
+    pace_s: float = 0.0  # pause before each SSE event (a server trickling tokens)
+    cut_after: int | None = None  # bytes of the body sent before the connection drops
 
 
 def chat_reply(text: str, *, model: str = "scripted") -> Reply:
@@ -166,6 +168,13 @@ class ScriptedServer:
         self._server.shutdown()
         self._server.server_close()
 
+    def script(self, chat: Sequence[Reply]) -> None:
+        """Answer with ``chat`` from now on, counting attempts afresh."""
+        with self._lock:
+            self.chat = list(chat)
+            self.attempts = 0
+            self.requests.clear()
+
     def _next_chat_reply(self, headers: dict[str, str], body: Any) -> Reply:
         with self._lock:
             self.attempts += 1
@@ -207,6 +216,19 @@ class ScriptedServer:
                     self.send_header(key, value)
                 self.end_headers()
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self._write_body(reply, payload)
+
+            def _write_body(self, reply: Reply, payload: bytes) -> None:
+                """The body as scripted: paced event by event, or cut short."""
+                if reply.cut_after is not None:
+                    payload = payload[: reply.cut_after]  # Content-Length promised more
+                if not (reply.sse and reply.pace_s):
                     self.wfile.write(payload)
+                    return
+                for event in payload.split(b"\n\n"):
+                    if event:
+                        time.sleep(reply.pace_s)
+                        self.wfile.write(event + b"\n\n")
+                        self.wfile.flush()
 
         return Handler

@@ -99,10 +99,18 @@ class OpenAICompatibleLLM:
         body["stream"] = True
         response = self._send("POST", "/chat/completions", body, retries=self._retries, stream=True)
         try:
-            if response.headers.get("content-type", "").startswith("application/json"):
+            content_type = response.headers.get("content-type", "")
+            if content_type.startswith("application/json"):
                 response.read()  # a server that ignored "stream": one whole answer
                 yield _message_text(_json_of(response, self._url("/chat/completions")))
                 return
+            if content_type and not content_type.startswith("text/event-stream"):
+                response.read()  # an HTML error page from a proxy, say
+                raise LLMError(
+                    f"{self._url('/chat/completions')} answered with something other than "
+                    f"JSON or an event stream ({content_type}: {response.text[:80]!r}); "
+                    "is RAGSERVE_LLM__BASE_URL an OpenAI-compatible API?"
+                )
             yield from self._deltas(response)
         finally:
             response.close()
@@ -275,16 +283,33 @@ class OpenAICompatibleLLM:
         }
 
     def _deltas(self, response: httpx.Response) -> Iterator[str]:
+        """The text of an answer stream, which must end as the protocol says it ends.
+
+        A stream that stops without ``[DONE]`` or a ``finish_reason`` (a proxy
+        that cut it, a server that crashed mid-answer with a clean close) is an
+        error, not an answer that happens to be short; and a server trickling
+        bytes gets the same total time as a whole answer (``timeout_s``), not
+        ``timeout_s`` per read.
+        """
         url = self._url("/chat/completions")
+        deadline = time.monotonic() + self._timeout_s
         received = 0
+        finished = False
         try:
             for line in response.iter_lines():
+                if time.monotonic() > deadline:
+                    raise LLMUnavailableError(
+                        f"the answer stream from {url} did not finish within "
+                        f"{self._timeout_s:g}s ({received} characters so far); check the "
+                        "server's load or raise RAGSERVE_LLM__TIMEOUT_S"
+                    )
                 if not line.startswith("data:"):
                     continue  # blank separators, ": keep-alive" comments, "event:" names
                 payload = line[len("data:") :].strip()
                 if payload == "[DONE]":
                     return
                 event = _parse_event(payload, url)
+                finished = finished or _has_finish_reason(event)
                 for delta in _event_deltas(event, url):
                     received += len(delta)
                     yield delta
@@ -293,6 +318,11 @@ class OpenAICompatibleLLM:
                 f"the answer stream from {url} broke off after {received} characters "
                 f"({type(exc).__name__}); ask again"
             ) from exc
+        if not finished:
+            raise LLMUnavailableError(
+                f"the answer stream from {url} ended after {received} characters without "
+                "[DONE] or a finish_reason, so the answer may be cut short; ask again"
+            )
 
 
 class _NoModelListError(LLMError):
@@ -382,6 +412,11 @@ def _parse_event(payload: str, url: str) -> dict[str, Any]:
     if not isinstance(event, dict):
         raise LLMError(f"the answer stream from {url} sent a non-object event: {payload[:80]!r}")
     return event
+
+
+def _has_finish_reason(event: dict[str, Any]) -> bool:
+    choices = event.get("choices") or []
+    return any(isinstance(choice, dict) and choice.get("finish_reason") for choice in choices)
 
 
 def _event_deltas(event: dict[str, Any], url: str) -> Iterator[str]:
