@@ -356,6 +356,29 @@ def test_unexpected_failure_is_a_500_with_request_id_and_no_internals(tmp_path: 
     assert "Traceback" not in response.text
 
 
+def test_a_replica_lost_mid_request_is_a_503_to_retry_not_a_500(tmp_path: Path) -> None:
+    from ray.exceptions import ActorDiedError
+
+    class ReplicaDies(_BrokenAgent):
+        async def search(
+            self,
+            question: str,
+            *,
+            k: int | None,
+            filters: SearchFilter | None,
+            mode: SearchMode | None,
+        ) -> Any:
+            raise ActorDiedError()
+
+    app = create_app(settings_for(tmp_path), ReplicaDies())
+    response = call(app, "POST", "/search", json={"query": QUESTION})
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["error"]["type"] == "replica_unavailable"
+    assert "retry" in response.json()["error"]["message"]
+
+
 def test_stream_failure_after_headers_is_an_error_event(tmp_path: Path) -> None:
     class FailsMidStream(_BrokenAgent):
         async def ask_stream(

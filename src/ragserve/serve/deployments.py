@@ -52,6 +52,7 @@ from ragserve.store import open_store
 
 try:
     from ray import serve
+    from ray.exceptions import RayActorError
     from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 except ImportError as exc:  # pragma: no cover - ray[serve] is a core dependency
     from ragserve.errors import MissingDependencyError
@@ -132,17 +133,34 @@ class RemoteAgent:
     async def search(
         self, question: str, *, k: int | None, filters: SearchFilter | None, mode: SearchMode | None
     ) -> SearchResult:
-        result: SearchResult = await self._retriever.search.remote(question, k, filters, mode)
+        result: SearchResult = await self._retrieve_once_more("search", question, k, filters, mode)
         return result
 
     async def ask_stream(
         self, question: str, *, k: int | None, filters: SearchFilter | None
     ) -> AsyncGenerator[AnswerEvent, None]:
-        retrieval: Retrieval = await self._retriever.retrieve.remote(question, k, filters, None)
+        retrieval: Retrieval = await self._retrieve_once_more(
+            "retrieve", question, k, filters, None
+        )
         events = self._generator.generate.remote(question, retrieval)
         assert isinstance(events, DeploymentResponseGenerator)
         async for event in events:
             yield event
+
+    async def _retrieve_once_more(self, method: str, *args: Any) -> Any:
+        """A Retriever call, sent again once if its replica died while answering it.
+
+        Serve itself re-routes a request whose replica is gone before it is
+        accepted; one that was running when the process died (OOM killer, a
+        crash, a node lost) fails with ``RayActorError``. Retrieval only reads,
+        so a second replica can answer it; a second failure goes to the client
+        (503, retry later). Generation is not resent: tokens may be out.
+        """
+        try:
+            return await getattr(self._retriever, method).remote(*args)
+        except RayActorError as exc:
+            logger.warning("a Retriever replica failed mid-request (%s); sending it again", exc)
+            return await getattr(self._retriever, method).remote(*args)
 
     async def readiness(self) -> list[str]:
         retriever, generator = await asyncio.gather(

@@ -102,6 +102,15 @@ def root_cause(exc: BaseException) -> BaseException:
     return cause if isinstance(cause, BaseException) else exc
 
 
+def _replica_lost(exc: BaseException) -> bool:
+    """A Ray Serve replica (or its actor) died while handling the request."""
+    try:
+        from ray.exceptions import RayActorError
+    except ImportError:  # pragma: no cover - ray is a core dependency
+        return False
+    return isinstance(exc, RayActorError)
+
+
 def describe_error(exc: BaseException) -> tuple[int, str, str]:
     """``(status, type, message)`` for any failure, safe to show to a client."""
     exc = root_cause(exc)
@@ -109,6 +118,11 @@ def describe_error(exc: BaseException) -> tuple[int, str, str]:
         return exc.status_code, exc.error_type, str(exc.detail)
     if isinstance(exc, HTTPException):
         return exc.status_code, _HTTP_TYPES.get(exc.status_code, "http_error"), str(exc.detail)
+    if _replica_lost(exc):
+        return 503, "replica_unavailable", (
+            "the replica answering this request stopped before it finished; retry it "
+            "(the service replaces lost replicas on its own)"
+        )  # fmt: skip
     if isinstance(exc, TimeoutError):
         return 504, "timeout", (
             "the request took longer than the service's timeout "
@@ -183,9 +197,17 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
         metrics.errors.labels(type=error_type).inc()
         if status >= 500:
             logger.warning("%s: %s", error_type, message, exc_info=status == 500)
-        return error_response(status, error_type, message, openai=is_openai_path(request.url.path))
+        headers = {"Retry-After": "1"} if error_type == "replica_unavailable" else None
+        return error_response(
+            status, error_type, message, headers, openai=is_openai_path(request.url.path)
+        )
 
     app.add_exception_handler(HTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(RagserveError, on_failure)
     app.add_exception_handler(TimeoutError, on_failure)
+    try:
+        from ray.exceptions import RayActorError
+    except ImportError:  # pragma: no cover - ray is a core dependency
+        return
+    app.add_exception_handler(RayActorError, on_failure)
