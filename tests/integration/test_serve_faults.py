@@ -9,7 +9,8 @@ and the next question after the LLM recovers is answered by it again, without a
 restart. The index side: a server started before any index exists answers 503
 with the reason and serves the index as soon as an ingest builds it; an index
 whose files are moved away keeps answering from the open version while
-``/readyz`` reports it, and is ready again once they are back.
+``/readyz`` reports it, and is ready again once they are back; a Qdrant server
+that is down is a quick 503 naming its URL, on every request and in ``/readyz``.
 """
 
 from __future__ import annotations
@@ -236,3 +237,28 @@ def test_index_files_moved_away_keep_the_open_version_serving_and_fail_readiness
     assert not_ready.status_code == 503
     assert "ragserve ingest" in not_ready.json()["problems"][0]
     assert ready.status_code == 200
+
+
+def test_a_qdrant_server_that_is_down_is_a_503_naming_it_and_fails_readiness(
+    tmp_path: Path,
+) -> None:
+    # No Qdrant server binary installs here, so the server side of recovery is untested;
+    # the store is opened per request until it works (nothing caches the failure).
+    down = f"http://127.0.0.1:{free_port()}"
+    base = settings_for(tmp_path, port=free_port())
+    store = {"backend": "qdrant", "url": down, "timeout_s": 2}
+    settings = Settings.model_validate({**base.model_dump(), "store": store})
+    with serving(settings, QueryAgent(settings, embedder=shared_embedder())) as url:
+        started = time.monotonic()
+        first = httpx.post(f"{url}/search", json={"query": QUESTION}, timeout=30)
+        second = httpx.post(f"{url}/search", json={"query": QUESTION}, timeout=30)
+        elapsed = time.monotonic() - started
+        ready = httpx.get(f"{url}/readyz", timeout=30)
+
+    for response in (first, second):
+        assert response.status_code == 503
+        assert response.json()["error"]["type"] == "store_unavailable"
+        assert down in response.json()["error"]["message"]
+    assert elapsed < 15
+    assert ready.status_code == 503
+    assert any(down in problem for problem in ready.json()["problems"])
