@@ -23,18 +23,15 @@ from ragserve.commands import ingest as ingest_commands
 from ragserve.commands import models as models_commands
 from ragserve.commands import refresh as refresh_commands
 from ragserve.commands.options import (
+    ANY_STORE,
     EXIT_DEGRADED,
-    CollectionOpt,
-    ConfigOpt,
-    DataDirOpt,
     EmbedModelOpt,
     JsonOpt,
     KOpt,
     LlmOpt,
     LlmUrlOpt,
     ModelOpt,
-    QdrantKeyOpt,
-    QdrantUrlOpt,
+    StoreChoice,
     VerboseOpt,
     build_settings,
     err,
@@ -42,7 +39,7 @@ from ragserve.commands.options import (
     llm_overrides,
     out,
     setup_logging,
-    store_overrides,
+    with_store_options,
 )
 from ragserve.errors import ConfigError, LLMError, QueryError, RagserveError
 from ragserve.query import SearchFilter, filter_from_flags
@@ -60,6 +57,7 @@ app.command("ingest")(ingest_commands.ingest)
 
 
 @app.command()
+@with_store_options
 def ask(
     question: Annotated[str, typer.Argument(help="Your question.")],
     k: KOpt = None,
@@ -78,11 +76,7 @@ def ask(
             "--strict", help="Exit 3 instead of answering extractively when the LLM fails."
         ),
     ] = False,
-    config: ConfigOpt = None,
-    data_dir: DataDirOpt = None,
-    collection: CollectionOpt = None,
-    qdrant_url: QdrantUrlOpt = None,
-    qdrant_api_key: QdrantKeyOpt = None,
+    store_options: StoreChoice = ANY_STORE,
     embed_model: EmbedModelOpt = None,
     as_json: JsonOpt = False,
     verbose: VerboseOpt = 0,
@@ -93,9 +87,9 @@ def ask(
 
     try:
         settings = build_settings(
-            config,
+            store_options.config,
             **{
-                **store_overrides(data_dir, collection, qdrant_url, qdrant_api_key),
+                **store_options.overrides(),
                 "embed.model": embed_model,
                 **llm_overrides(llm, llm_url, model),
             },
@@ -137,12 +131,9 @@ def parse_filters(items: list[str]) -> SearchFilter:
 
 
 @app.command()
+@with_store_options
 def status(
-    config: ConfigOpt = None,
-    data_dir: DataDirOpt = None,
-    collection: CollectionOpt = None,
-    qdrant_url: QdrantUrlOpt = None,
-    qdrant_api_key: QdrantKeyOpt = None,
+    store_options: StoreChoice = ANY_STORE,
     as_json: JsonOpt = False,
 ) -> None:
     """Show the index: points, schema, last ingest."""
@@ -150,9 +141,9 @@ def status(
 
     try:
         settings = build_settings(
-            config,
+            store_options.config,
             **{
-                **store_overrides(data_dir, collection, qdrant_url, qdrant_api_key),
+                **store_options.overrides(),
             },
         )
         store = open_store(settings.store)
@@ -200,6 +191,7 @@ def status(
 
 
 @app.command()
+@with_store_options
 def serve(
     host: Annotated[str | None, typer.Option("--host", help="Bind address [127.0.0.1].")] = None,
     port: Annotated[int | None, typer.Option("--port", help="Port [8000].")] = None,
@@ -219,11 +211,7 @@ def serve(
     no_ray: Annotated[
         bool, typer.Option("--no-ray", help="Plain uvicorn in this process, without Ray Serve.")
     ] = False,
-    config: ConfigOpt = None,
-    data_dir: DataDirOpt = None,
-    collection: CollectionOpt = None,
-    qdrant_url: QdrantUrlOpt = None,
-    qdrant_api_key: QdrantKeyOpt = None,
+    store_options: StoreChoice = ANY_STORE,
     verbose: VerboseOpt = 0,
 ) -> None:
     """Serve the HTTP API (Ray Serve + FastAPI) until interrupted."""
@@ -233,14 +221,14 @@ def serve(
 
     try:
         settings = build_settings(
-            config,
+            store_options.config,
             **{
                 "serve.host": host,
                 "serve.port": port,
                 "serve.retriever_replicas": replicas,
                 "serve.copy_edge_index": True if replicas and replicas > 1 else None,
                 **llm_overrides(llm, llm_url, model),
-                **store_overrides(data_dir, collection, qdrant_url, qdrant_api_key),
+                **store_options.overrides(),
             },
         )
         copy_index = settings.serve.copy_edge_index

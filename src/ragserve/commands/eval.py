@@ -9,17 +9,14 @@ from typing import Annotated, Any
 import typer
 
 from ragserve.commands.options import (
+    ANY_STORE,
     EXIT_GATE,
-    CollectionOpt,
-    ConfigOpt,
-    DataDirOpt,
     JsonOpt,
     KOpt,
     LlmOpt,
     LlmUrlOpt,
     ModelOpt,
-    QdrantKeyOpt,
-    QdrantUrlOpt,
+    StoreChoice,
     VerboseOpt,
     build_settings,
     err,
@@ -28,11 +25,12 @@ from ragserve.commands.options import (
     out,
     parse_prefixes,
     setup_logging,
-    store_overrides,
+    with_store_options,
 )
 from ragserve.errors import RagserveError
 
 
+@with_store_options
 def eval_command(
     questions: Annotated[
         Path, typer.Option("--questions", "-q", help="JSONL: question, source[, answer].")
@@ -82,11 +80,7 @@ def eval_command(
             help="results.jsonl (or --out folder) of an earlier eval: questions gained/lost.",
         ),
     ] = None,
-    config: ConfigOpt = None,
-    data_dir: DataDirOpt = None,
-    collection: CollectionOpt = None,
-    qdrant_url: QdrantUrlOpt = None,
-    qdrant_api_key: QdrantKeyOpt = None,
+    store_options: StoreChoice = ANY_STORE,
     as_json: JsonOpt = False,
     verbose: VerboseOpt = 0,
 ) -> None:
@@ -98,9 +92,9 @@ def eval_command(
 
     try:
         settings = build_settings(
-            config,
+            store_options.config,
             **{
-                **store_overrides(data_dir, collection, qdrant_url, qdrant_api_key),
+                **store_options.overrides(),
                 "retrieve.mode": mode,
                 **llm_overrides(llm, llm_url, model),
             },

@@ -10,22 +10,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from ragserve.commands.options import (
-    CollectionOpt,
-    ConfigOpt,
-    DataDirOpt,
+    ANY_STORE,
     JsonOpt,
-    QdrantKeyOpt,
-    QdrantUrlOpt,
-    build_settings,
+    StoreChoice,
     fail,
     out,
-    store_overrides,
+    with_store_options,
 )
 from ragserve.config import Settings
 from ragserve.errors import RagserveError
@@ -33,18 +28,6 @@ from ragserve.store import VectorStore, open_store
 from ragserve.store import versions as index_versions
 
 app = typer.Typer(no_args_is_help=True, help="List, roll back and prune index versions.")
-
-
-def _settings(
-    config: Path | None,
-    data_dir: Path | None,
-    collection: str | None,
-    qdrant_url: str | None,
-    qdrant_api_key: str | None,
-) -> Settings:
-    return build_settings(
-        config, **store_overrides(data_dir, collection, qdrant_url, qdrant_api_key)
-    )
 
 
 def _when(timestamp: float | None) -> str:
@@ -55,17 +38,14 @@ def _when(timestamp: float | None) -> str:
 
 
 @app.command("list")
+@with_store_options
 def list_command(
-    config: ConfigOpt = None,
-    data_dir: DataDirOpt = None,
-    collection: CollectionOpt = None,
-    qdrant_url: QdrantUrlOpt = None,
-    qdrant_api_key: QdrantKeyOpt = None,
+    store_options: StoreChoice = ANY_STORE,
     as_json: JsonOpt = False,
 ) -> None:
     """Every version: created, pages, chunks, embedder, last eval score, live?"""
     try:
-        settings = _settings(config, data_dir, collection, qdrant_url, qdrant_api_key)
+        settings = store_options.settings()
         store = open_store(settings.store)
         try:
             rows = index_versions.list_versions(store)
@@ -93,21 +73,18 @@ def list_command(
 
 
 @app.command("rollback")
+@with_store_options
 def rollback_command(
     version: Annotated[
         str | None,
         typer.Argument(help="Version to make live \\[the newest good one before the live one]."),
     ] = None,
-    config: ConfigOpt = None,
-    data_dir: DataDirOpt = None,
-    collection: CollectionOpt = None,
-    qdrant_url: QdrantUrlOpt = None,
-    qdrant_api_key: QdrantKeyOpt = None,
+    store_options: StoreChoice = ANY_STORE,
     as_json: JsonOpt = False,
 ) -> None:
     """Make an earlier version live again (servers follow within seconds)."""
     try:
-        settings = _settings(config, data_dir, collection, qdrant_url, qdrant_api_key)
+        settings = store_options.settings()
         store = open_store(settings.store)
         try:
             with index_versions.build_lock(settings.store.data_dir, store.name):
@@ -123,21 +100,18 @@ def rollback_command(
 
 
 @app.command("prune")
+@with_store_options
 def prune_command(
     keep: Annotated[
         int,
         typer.Option("--keep", help="Versions to keep, the live one included [2].", min=1),
     ] = index_versions.DEFAULT_KEEP,
-    config: ConfigOpt = None,
-    data_dir: DataDirOpt = None,
-    collection: CollectionOpt = None,
-    qdrant_url: QdrantUrlOpt = None,
-    qdrant_api_key: QdrantKeyOpt = None,
+    store_options: StoreChoice = ANY_STORE,
     as_json: JsonOpt = False,
 ) -> None:
     """Delete old versions: keep the live one and the KEEP-1 newest good ones before it."""
     try:
-        settings = _settings(config, data_dir, collection, qdrant_url, qdrant_api_key)
+        settings = store_options.settings()
         store = open_store(settings.store)
         try:
             dropped = _prune(settings, store, keep)

@@ -15,12 +15,10 @@ from typing import Annotated, Any
 import typer
 
 from ragserve.commands.options import (
+    ANY_STORE,
     EXIT_GATE,
     AllowPrivateOpt,
     BaseUrlOpt,
-    CollectionOpt,
-    ConfigOpt,
-    DataDirOpt,
     EmbedModelOpt,
     EvalOpt,
     JsonOpt,
@@ -28,29 +26,25 @@ from ragserve.commands.options import (
     MaxPagesOpt,
     MinScoreOpt,
     PrefixOpt,
-    QdrantKeyOpt,
-    QdrantUrlOpt,
+    StoreChoice,
     VerboseOpt,
     build_settings,
     err,
     fail,
     out,
     setup_logging,
-    store_overrides,
+    with_store_options,
 )
 from ragserve.commands.refresh import explain_gate, gate_for, with_gate_compat
 from ragserve.errors import RagserveError
 
 
+@with_store_options
 def ingest(
     source: Annotated[
         str, typer.Argument(help="A docs URL to crawl, or a folder of .html/.md/.txt files.")
     ],
-    config: ConfigOpt = None,
-    data_dir: DataDirOpt = None,
-    collection: CollectionOpt = None,
-    qdrant_url: QdrantUrlOpt = None,
-    qdrant_api_key: QdrantKeyOpt = None,
+    store_options: StoreChoice = ANY_STORE,
     embed_model: EmbedModelOpt = None,
     base_url: BaseUrlOpt = None,
     max_pages: MaxPagesOpt = None,
@@ -87,9 +81,9 @@ def ingest(
 
     try:
         settings = build_settings(
-            config,
+            store_options.config,
             **{
-                **store_overrides(data_dir, collection, qdrant_url, qdrant_api_key),
+                **store_options.overrides(),
                 "embed.model": embed_model,
                 "ingest.base_url": base_url,
                 "ingest.max_pages": max_pages,

@@ -7,10 +7,14 @@ their options and error rendering from here so they read and fail alike.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -98,15 +102,74 @@ def build_settings(config: Path | None, **overrides: Any) -> Settings:
     return load_settings(config, **overrides)
 
 
-def store_overrides(
-    data_dir: Path | None, collection: str | None, url: str | None, api_key: str | None
-) -> dict[str, Any]:
-    return {
-        "store.data_dir": data_dir,
-        "store.collection": collection,
-        "store.url": url,
-        "store.api_key": api_key,
-    }
+@dataclass(frozen=True)
+class StoreChoice:
+    """The index a command works on, as its five shared options chose it."""
+
+    config: Path | None = None
+    data_dir: Path | None = None
+    collection: str | None = None
+    qdrant_url: str | None = None
+    qdrant_api_key: str | None = None
+
+    def overrides(self) -> dict[str, Any]:
+        """The settings overrides these options stand for (None: not given)."""
+        return {
+            "store.data_dir": self.data_dir,
+            "store.collection": self.collection,
+            "store.url": self.qdrant_url,
+            "store.api_key": self.qdrant_api_key,
+        }
+
+    def settings(self, **overrides: Any) -> Settings:
+        """Settings from ``--config`` with these store options and ``overrides`` applied."""
+        return build_settings(self.config, **self.overrides(), **overrides)
+
+
+#: The default a decorated command's ``store_options`` parameter declares (never used:
+#: ``with_store_options`` always passes one).
+ANY_STORE = StoreChoice()
+
+#: The options ``with_store_options`` adds, in the order ``--help`` lists them.
+_STORE_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("config", ConfigOpt),
+    ("data_dir", DataDirOpt),
+    ("collection", CollectionOpt),
+    ("qdrant_url", QdrantUrlOpt),
+    ("qdrant_api_key", QdrantKeyOpt),
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def with_store_options(command: Callable[..., R]) -> Callable[..., R]:
+    """Give ``command`` the five store options; it receives them as ``store_options``.
+
+    Every command that opens the index takes the same ``--config``,
+    ``--data-dir``, ``--collection``, ``--qdrant-url`` and ``--qdrant-api-key``;
+    declaring them once keeps their names, help and meaning from drifting
+    apart. Typer reads the wrapper's signature, in which the five options
+    stand where the command's ``store_options: StoreChoice`` parameter stood.
+    """
+    signature = inspect.signature(command, eval_str=True)
+    params = list(signature.parameters.values())
+    at = next(i for i, param in enumerate(params) if param.name == "store_options")
+    added = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=kind)
+        for name, kind in _STORE_OPTIONS
+    ]
+    params[at : at + 1] = added
+    params = [param.replace(kind=inspect.Parameter.KEYWORD_ONLY) for param in params]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> R:
+        choice = StoreChoice(**{name: kwargs.pop(name) for name, _ in _STORE_OPTIONS})
+        return command(store_options=choice, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {param.name: param.annotation for param in params}
+    return wrapper
 
 
 def parse_prefixes(prefixes: list[str]) -> dict[str, str]:

@@ -20,21 +20,18 @@ from typing import Annotated, Any
 import typer
 
 from ragserve.commands.options import (
+    ANY_STORE,
     EXIT_FAILED,
     EXIT_GATE,
     AllowPrivateOpt,
     BaseUrlOpt,
-    CollectionOpt,
-    ConfigOpt,
-    DataDirOpt,
     EvalOpt,
     JsonOpt,
     MaxDropOpt,
     MaxPagesOpt,
     MinScoreOpt,
     PrefixOpt,
-    QdrantKeyOpt,
-    QdrantUrlOpt,
+    StoreChoice,
     VerboseOpt,
     build_settings,
     err,
@@ -42,7 +39,7 @@ from ragserve.commands.options import (
     out,
     parse_prefixes,
     setup_logging,
-    store_overrides,
+    with_store_options,
 )
 from ragserve.config import Settings
 from ragserve.errors import ConfigError, IndexBusyError, RagserveError
@@ -121,6 +118,7 @@ def explain_gate(result: dict[str, Any]) -> None:
     )
 
 
+@with_store_options
 def refresh(
     source: Annotated[str, typer.Argument(help="The docs URL or folder the index was built from.")],
     eval_file: EvalOpt = None,
@@ -133,11 +131,7 @@ def refresh(
     base_url: BaseUrlOpt = None,
     max_pages: MaxPagesOpt = None,
     allow_private: AllowPrivateOpt = False,
-    config: ConfigOpt = None,
-    data_dir: DataDirOpt = None,
-    collection: CollectionOpt = None,
-    qdrant_url: QdrantUrlOpt = None,
-    qdrant_api_key: QdrantKeyOpt = None,
+    store_options: StoreChoice = ANY_STORE,
     as_json: JsonOpt = False,
     verbose: VerboseOpt = 0,
 ) -> None:
@@ -148,9 +142,9 @@ def refresh(
     started = time.perf_counter()
     try:
         settings = build_settings(
-            config,
+            store_options.config,
             **{
-                **store_overrides(data_dir, collection, qdrant_url, qdrant_api_key),
+                **store_options.overrides(),
                 "ingest.base_url": base_url,
                 "ingest.max_pages": max_pages,
                 "ingest.allow_private": True if allow_private else None,
