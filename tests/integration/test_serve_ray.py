@@ -5,8 +5,11 @@ Generator over handles (split), and one Ingress deployment answering in-process
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -149,3 +152,24 @@ def test_web_page_status_and_feedback_over_ray_serve(served: str) -> None:
     assert status.json()["llm"]["reachable"] is True
     assert feedback.status_code == 200
     assert len(feedback.json()["id"]) == 32
+
+
+def test_index_copies_of_replicas_that_died_are_removed_and_live_ones_kept(
+    tmp_path: Path,
+) -> None:
+    from ragserve.serve.deployments import _remove_orphaned_copies
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid no process has any more (a killed replica's)
+    dead = tmp_path / f"ragserve-replica-{gone.pid}-k1ll3d"
+    live = tmp_path / f"ragserve-replica-{os.getpid()}-al1ve"
+    unnamed = tmp_path / "ragserve-replica-0ld"  # made before pids were in the name
+    for path in (dead, live, unnamed):
+        (path / "collections").mkdir(parents=True)
+
+    removed = _remove_orphaned_copies(tmp_path)
+
+    assert removed == [dead]
+    assert not dead.exists()
+    assert live.exists()
+    assert unnamed.exists()

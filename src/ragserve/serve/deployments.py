@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import AsyncGenerator, Iterator
@@ -436,8 +437,14 @@ def _release(agent: QueryAgent | None, copy_dir: Path | None) -> None:
         shutil.rmtree(copy_dir, ignore_errors=True)
 
 
+#: Private index copies are ``<tmp>/ragserve-replica-<pid>-<random>``: the pid of the
+#: replica that owns one lets a later replica remove those of replicas that died.
+_COPY_PREFIX = "ragserve-replica-"
+
+
 def _private_index_copy(settings: Settings) -> tuple[Settings, Path]:
-    target_root = Path(tempfile.mkdtemp(prefix="ragserve-replica-"))
+    _remove_orphaned_copies(Path(tempfile.gettempdir()))
+    target_root = Path(tempfile.mkdtemp(prefix=f"{_COPY_PREFIX}{os.getpid()}-"))
     source = open_store(settings.store)
     try:
         source.copy_to(target_root)
@@ -449,6 +456,37 @@ def _private_index_copy(settings: Settings) -> tuple[Settings, Path]:
     private = settings.model_copy(deep=True)
     private.store.data_dir = target_root
     return private, target_root
+
+
+def _remove_orphaned_copies(parent: Path) -> list[Path]:
+    """Delete the index copies of replicas that are gone; returns what was removed.
+
+    A replica removes its copy when it stops cleanly, but one that is killed
+    (OOM killer, SIGKILL, a crash) cannot, and Serve starts a replacement that
+    makes a new copy: without this sweep every lost replica leaves a whole
+    index behind in the temp dir. A copy is orphaned when no process has the
+    pid in its name (a reused pid only delays its removal to a later sweep).
+    """
+    removed = []
+    for path in parent.glob(f"{_COPY_PREFIX}*"):
+        owner = path.name.removeprefix(_COPY_PREFIX).split("-", 1)[0]
+        if not owner.isdigit() or _alive(int(owner)):
+            continue  # a copy made before pids were in the name, or a live replica's
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    if removed:
+        logger.info("removed %d index copies of replicas that are gone", len(removed))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
 
 
 def _with_absolute_paths(settings: Settings) -> Settings:
