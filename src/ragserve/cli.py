@@ -33,7 +33,6 @@ from ragserve.commands.options import (
     ModelOpt,
     StoreChoice,
     VerboseOpt,
-    build_settings,
     err,
     fail,
     llm_overrides,
@@ -86,10 +85,8 @@ def ask(
     from ragserve.agent import QueryAgent, answer_to_dict
 
     try:
-        settings = build_settings(
-            store_options.config,
+        settings = store_options.settings(
             **{
-                **store_options.overrides(),
                 "embed.model": embed_model,
                 **llm_overrides(llm, llm_url, model),
             },
@@ -140,12 +137,7 @@ def status(
     from ragserve.store import open_store
 
     try:
-        settings = build_settings(
-            store_options.config,
-            **{
-                **store_options.overrides(),
-            },
-        )
+        settings = store_options.settings()
         store = open_store(settings.store)
         try:
             exists = store.exists()
@@ -220,15 +212,13 @@ def serve(
     from ragserve.serve.deployments import run_serve, serve_config_yaml
 
     try:
-        settings = build_settings(
-            store_options.config,
+        settings = store_options.settings(
             **{
                 "serve.host": host,
                 "serve.port": port,
                 "serve.retriever_replicas": replicas,
                 "serve.copy_edge_index": True if replicas and replicas > 1 else None,
                 **llm_overrides(llm, llm_url, model),
-                **store_options.overrides(),
             },
         )
         copy_index = settings.serve.copy_edge_index

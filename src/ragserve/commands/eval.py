@@ -18,7 +18,6 @@ from ragserve.commands.options import (
     ModelOpt,
     StoreChoice,
     VerboseOpt,
-    build_settings,
     err,
     fail,
     llm_overrides,
@@ -91,10 +90,8 @@ def eval_command(
     from ragserve.eval.run import run_eval
 
     try:
-        settings = build_settings(
-            store_options.config,
+        settings = store_options.settings(
             **{
-                **store_options.overrides(),
                 "retrieve.mode": mode,
                 **llm_overrides(llm, llm_url, model),
             },

@@ -28,7 +28,6 @@ from ragserve.commands.options import (
     PrefixOpt,
     StoreChoice,
     VerboseOpt,
-    build_settings,
     err,
     fail,
     out,
@@ -80,10 +79,8 @@ def ingest(
     from ragserve.ingest.pipeline import run_ingest
 
     try:
-        settings = build_settings(
-            store_options.config,
+        settings = store_options.settings(
             **{
-                **store_options.overrides(),
                 "embed.model": embed_model,
                 "ingest.base_url": base_url,
                 "ingest.max_pages": max_pages,

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -139,7 +139,6 @@ _STORE_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("qdrant_api_key", QdrantKeyOpt),
 )
 
-P = ParamSpec("P")
 R = TypeVar("R")
 
 

@@ -33,7 +33,6 @@ from ragserve.commands.options import (
     PrefixOpt,
     StoreChoice,
     VerboseOpt,
-    build_settings,
     err,
     fail,
     out,
@@ -141,10 +140,8 @@ def refresh(
 
     started = time.perf_counter()
     try:
-        settings = build_settings(
-            store_options.config,
+        settings = store_options.settings(
             **{
-                **store_options.overrides(),
                 "ingest.base_url": base_url,
                 "ingest.max_pages": max_pages,
                 "ingest.allow_private": True if allow_private else None,
