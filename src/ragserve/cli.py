@@ -134,12 +134,9 @@ def status(
     as_json: JsonOpt = False,
 ) -> None:
     """Show the index: points, schema, last ingest."""
-    from ragserve.store import open_store
 
     try:
-        settings = store_options.settings()
-        store = open_store(settings.store)
-        try:
+        with store_options.opened() as (settings, store):
             exists = store.exists()
             schema = store.stored_schema() if exists else None
             info: dict[str, Any] = {
@@ -152,8 +149,6 @@ def status(
                 "schema": schema.to_dict() if schema else None,
                 "last_ingest": store.get_meta().get("last_ingest") if exists else None,
             }
-        finally:
-            store.close()
     except RagserveError as exc:
         raise fail(exc) from exc
     if as_json:

@@ -24,7 +24,7 @@ from ragserve.commands.options import (
 )
 from ragserve.config import Settings
 from ragserve.errors import RagserveError
-from ragserve.store import VectorStore, open_store
+from ragserve.store import VectorStore
 from ragserve.store import versions as index_versions
 
 app = typer.Typer(no_args_is_help=True, help="List, roll back and prune index versions.")
@@ -45,12 +45,8 @@ def list_command(
 ) -> None:
     """Every version: created, pages, chunks, embedder, last eval score, live?"""
     try:
-        settings = store_options.settings()
-        store = open_store(settings.store)
-        try:
+        with store_options.opened() as (settings, store):
             rows = index_versions.list_versions(store)
-        finally:
-            store.close()
     except RagserveError as exc:
         raise fail(exc) from exc
     if as_json:
@@ -84,13 +80,11 @@ def rollback_command(
 ) -> None:
     """Make an earlier version live again (servers follow within seconds)."""
     try:
-        settings = store_options.settings()
-        store = open_store(settings.store)
-        try:
-            with index_versions.build_lock(settings.store.data_dir, store.name):
-                previous, live = index_versions.rollback(store, version)
-        finally:
-            store.close()
+        with (
+            store_options.opened() as (settings, store),
+            index_versions.build_lock(settings.store.data_dir, store.name),
+        ):
+            previous, live = index_versions.rollback(store, version)
     except RagserveError as exc:
         raise fail(exc) from exc
     if as_json:
@@ -111,12 +105,8 @@ def prune_command(
 ) -> None:
     """Delete old versions: keep the live one and the KEEP-1 newest good ones before it."""
     try:
-        settings = store_options.settings()
-        store = open_store(settings.store)
-        try:
+        with store_options.opened() as (settings, store):
             dropped = _prune(settings, store, keep)
-        finally:
-            store.close()
     except RagserveError as exc:
         raise fail(exc) from exc
     if as_json:

@@ -11,16 +11,20 @@ import functools
 import inspect
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
 from ragserve.config import Settings, load_settings
 from ragserve.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ragserve.store.base import VectorStore
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -120,6 +124,18 @@ class StoreChoice:
             "store.url": self.qdrant_url,
             "store.api_key": self.qdrant_api_key,
         }
+
+    @contextmanager
+    def opened(self) -> Iterator[tuple[Settings, VectorStore]]:
+        """The settings and the index they name, open for the block, closed after it."""
+        from ragserve.store import open_store
+
+        settings = self.settings()
+        store = open_store(settings.store)
+        try:
+            yield settings, store
+        finally:
+            store.close()
 
     def settings(self, **overrides: Any) -> Settings:
         """Settings from ``--config`` with these store options and ``overrides`` applied."""
