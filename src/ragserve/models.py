@@ -33,6 +33,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Literal
 
 from ragserve.errors import ConfigError, ModelError, ModelNotFetchedError
+from ragserve.runtime import pid_alive
 
 logger = logging.getLogger(__name__)
 
@@ -382,18 +383,8 @@ def _remove_stale_partials(models_dir: Path) -> None:
     """Staging folders of fetches that were killed (their process is gone)."""
     for partial in models_dir.glob(f"{_PARTIAL}*"):
         pid = partial.name.rsplit("-", 2)[-2]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(partial, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 __all__ = [

@@ -36,6 +36,17 @@ logger = logging.getLogger(__name__)
 RAY_SWITCHES = {"RAY_DATA_DISABLE_PROGRESS_BARS": "1", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
 
 
+def pid_alive(pid: int) -> bool:
+    """Does a process with this pid exist (of any user)? For leftovers named by their pid."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
+
+
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> Any:
     """Initialise Ray once per process and return the module."""
     for name, value in RAY_SWITCHES.items():

@@ -43,7 +43,7 @@ from ragserve.errors import RagserveError
 from ragserve.generate import build_llm
 from ragserve.query import SearchFilter, SearchMode
 from ragserve.retrieve import Retrieval
-from ragserve.runtime import ensure_ray
+from ragserve.runtime import ensure_ray, pid_alive
 from ragserve.serve.app import create_app
 from ragserve.serve.backend import AgentLike, LocalAgent, SearchResult, readiness_problems
 from ragserve.serve.observability import configure_json_logging
@@ -470,23 +470,13 @@ def _remove_orphaned_copies(parent: Path) -> list[Path]:
     removed = []
     for path in parent.glob(f"{_COPY_PREFIX}*"):
         owner = path.name.removeprefix(_COPY_PREFIX).split("-", 1)[0]
-        if not owner.isdigit() or _alive(int(owner)):
+        if not owner.isdigit() or pid_alive(int(owner)):
             continue  # a copy made before pids were in the name, or a live replica's
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
     if removed:
         logger.info("removed %d index copies of replicas that are gone", len(removed))
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, under another user
-    return True
 
 
 def _with_absolute_paths(settings: Settings) -> Settings:
