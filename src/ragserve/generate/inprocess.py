@@ -1,5 +1,5 @@
 """What every in-process llama.cpp backend shares: a lazy, locked load and one
-"prompt too long" error.
+"prompt too long" error, and one reading of llama.cpp's token counts.
 
 Both ``LlamaCppLLM`` (llama-cpp-python) and ``LocalLLM`` (xllamacpp) load a
 GGUF of hundreds of megabytes: it must happen once per process, on first use
@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ragserve.errors import LLMError
+from ragserve.generate.base import Completion
 
 T = TypeVar("T")
 
@@ -42,4 +43,17 @@ def context_exceeded(model: str, detail: object) -> LLMError:
     return LLMError(
         f"{model} could not answer: {detail}; raise RAGSERVE_LLM__CONTEXT_WINDOW or "
         "lower RAGSERVE_LLM__MAX_TOKENS"
+    )
+
+
+def completion_of(result: dict[str, Any], text: str, model: str) -> Completion:
+    """A ``Completion`` with the token counts llama.cpp reports (0 when it reports none)."""
+    usage = result.get("usage") or {}
+    return Completion(
+        text=text,
+        model=model,
+        usage={
+            "prompt_tokens": int(usage.get("prompt_tokens", 0)),
+            "completion_tokens": int(usage.get("completion_tokens", 0)),
+        },
     )

@@ -28,7 +28,7 @@ from ragserve.errors import (
     MissingDependencyError,
 )
 from ragserve.generate.base import Completion, Prompt
-from ragserve.generate.inprocess import LazyModel, context_exceeded
+from ragserve.generate.inprocess import LazyModel, completion_of, context_exceeded
 from ragserve.generate.prompt import STOP_SEQUENCES
 
 logger = logging.getLogger(__name__)
@@ -117,16 +117,7 @@ class LlamaCppLLM:
         llama = self._loaded()
         with self._run_lock:
             result = self._generate(llama, prompt, max_tokens, temperature, stream=False)
-        text = str(result["choices"][0]["text"]).strip()
-        usage = result.get("usage") or {}
-        return Completion(
-            text=text,
-            model=self.model,
-            usage={
-                "prompt_tokens": int(usage.get("prompt_tokens", 0)),
-                "completion_tokens": int(usage.get("completion_tokens", 0)),
-            },
-        )
+        return completion_of(result, str(result["choices"][0]["text"]).strip(), self.model)
 
     def stream(self, prompt: Prompt, *, max_tokens: int, temperature: float) -> Iterator[str]:
         llama = self._loaded()

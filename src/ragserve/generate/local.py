@@ -33,7 +33,7 @@ from typing import Any
 
 from ragserve.errors import LLMError, LLMUnavailableError, MissingDependencyError
 from ragserve.generate.base import Completion, Prompt
-from ragserve.generate.inprocess import LazyModel, context_exceeded
+from ragserve.generate.inprocess import LazyModel, completion_of, context_exceeded
 from ragserve.generate.prompt import NO_ANSWER, parse_sources
 from ragserve.generate.tokens import estimate_tokens
 
@@ -119,15 +119,7 @@ class LocalLLM:
         )
         self._raise_for_error(result)
         text = str(result["choices"][0]["message"]["content"] or "").strip()
-        usage = result.get("usage") or {}
-        return Completion(
-            text=text,
-            model=self.model,
-            usage={
-                "prompt_tokens": int(usage.get("prompt_tokens", 0)),
-                "completion_tokens": int(usage.get("completion_tokens", 0)),
-            },
-        )
+        return completion_of(result, text, self.model)
 
     def stream(self, prompt: Prompt, *, max_tokens: int, temperature: float) -> Iterator[str]:
         """Deltas as llama.cpp produces them.
