@@ -154,3 +154,40 @@ def test_unreachable_start_url_fails_the_job(make_settings: Callable[..., Any]) 
     settings = make_settings(**{"ingest.allow_private": True, "ingest.retries": 0})
     with pytest.raises(SourceError, match=r"127\.0\.0\.1"):
         run_ingest("http://127.0.0.1:1/docs/", settings)
+
+
+@pytest.mark.slow
+def test_embedding_and_writing_start_while_the_crawl_is_still_fetching(
+    make_settings: Callable[..., Any],
+) -> None:
+    """The crawl streams into the pipeline: the first chunks are stored before the
+    last page is fetched (the old pipeline read the whole site first)."""
+    import time
+
+    from tests.support.site_server import Page
+
+    count, slow_from = 72, 40
+    links = "".join(f"<li><a href='p{i}.html'>page {i}</a></li>" for i in range(count))
+    pages: dict[str, Page | str] = {"/docs/": f"<main><h1>Index</h1><ul>{links}</ul></main>"}
+    # Pages of a realistic size (8 KB): Ray Data passes a read block on once it
+    # holds ingest.stream.BLOCK_BYTES, so a site of 100-byte pages would be one block.
+    filler = "".join(f"<p>Paragraph {n} says a little more on the topic.</p>" for n in range(150))
+    for i in range(count):
+        text = f"<main><h1>Page {i}</h1><p>Topic {i} is explained here.</p>{filler}</main>"
+        pages[f"/docs/p{i}.html"] = Page(text, delay_s=0.4 if i >= slow_from else 0.0)
+    events: list[tuple[str, float]] = []
+    settings = make_settings(
+        **{"ingest.allow_private": True, "ingest.concurrency": 1, "ingest.batch_size": 8}
+    )
+    with SiteServer(pages) as site:
+        summary = run_ingest(
+            site.url("/docs/"),
+            settings,
+            progress=lambda stage, done, total: events.append((stage, time.monotonic())),
+        )
+    assert summary.pages == count + 1
+    assert summary.points_total == summary.chunks >= count
+    first_written = min(t for stage, t in events if stage == "written")
+    last_page = max(t for stage, t in events if stage == "pages")
+    # The slow tail alone takes (count - slow_from) * 0.4 s = 12.8 s to fetch.
+    assert first_written < last_page - 2.0

@@ -22,14 +22,14 @@ def test_unchanged_complete_page_is_skipped() -> None:
     plan = SyncPlan(stored={doc.url: state(doc.url, doc.content_hash)}, prefix="https://s/")
     assert plan.offer(doc) is False
     assert plan.skipped == [doc.url]
-    assert plan.to_write == []
+    assert plan.to_write == {}
 
 
 def test_changed_page_is_written() -> None:
     doc = Document(url="https://s/a", content="new text")
     plan = SyncPlan(stored={doc.url: state(doc.url, "oldhash")}, prefix="https://s/")
     assert plan.offer(doc) is True
-    assert plan.to_write == [doc]
+    assert plan.to_write == {doc.url: doc.content_hash}
 
 
 def test_half_written_page_from_a_killed_ingest_is_rewritten() -> None:

@@ -1,5 +1,11 @@
 """Ingest orchestration: source → sync plan → Ray Data (extract, chunk, embed) → store.
 
+Pages stream (``ragserve.ingest.stream``): the source is read on a thread while
+earlier pages are already being embedded and written, and only a bounded
+number of pages is in flight, so memory does not grow with the corpus and a
+crawl's network time overlaps the encoder's CPU time. The driver keeps only
+the sync bookkeeping (each page's URL and content hash, ``SyncPlan``).
+
 The stage graph follows the Anyscale tutorial's (which was worth keeping), with
 its bugs fixed: every chunk gets its own deterministic id, unchanged pages are
 skipped, changed pages are replaced only after their new chunks are stored, and
@@ -17,10 +23,11 @@ copy and leaves the live version in place.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,9 +42,9 @@ from ragserve.ingest.stages import (
     Chunking,
     EmbedBatch,
     chunk_batch,
-    document_to_row,
     rows_to_chunks,
 )
+from ragserve.ingest.stream import PageStream, queued_pages_dataset, streaming
 from ragserve.ingest.sync import SyncPlan
 from ragserve.ingest.urls import Scope, public_url
 from ragserve.runtime import ensure_ray
@@ -143,20 +150,23 @@ def _build_version(
     summary.stage_seconds["seed"] = round(time.perf_counter() - seeding, 3)
     try:
         staged.open(schema, recreate=recreate)
-        plan = _plan(source, settings.ingest, staged, summary, report)
-        summary.stage_seconds["source"] = round(time.perf_counter() - started, 3)
-        if (
-            not recreate
-            and summary.previous_version
-            and not _has_work(plan, settings.ingest, summary)
-        ):
-            return _unchanged(live, staged, summary, started, gate)
-        _write_pages(plan, settings, staged, summary, report)
+        plan = SyncPlan(stored=staged.page_states(), prefix=source_prefix(source, settings.ingest))
+        reading = time.perf_counter()
+        with PageStream(
+            iter_source(source, settings.ingest, _validators(plan)),
+            functools.partial(_accept, plan, summary, report),
+        ) as stream:
+            _write_pages(stream, plan, settings, staged, summary, report)
+        summary.stage_seconds["source"] = round(stream.seconds, 3)
+        summary.stage_seconds["embed_write"] = round(time.perf_counter() - reading, 3)
+        if stream.error is not None:
+            raise stream.error
+        _check_source(source, plan, summary)
         _delete_vanished(plan, settings.ingest, staged, summary)
         wrote = bool(summary.points_written or summary.points_deleted)
         if not recreate and summary.previous_version and not wrote:
-            # Only pages that yield no text were "new" (they are never stored, so
-            # every run offers them again): nothing changed, no new version.
+            # Nothing new, or only pages that yield no text (they are never stored,
+            # so every run offers them again): nothing changed, no new version.
             return _unchanged(live, staged, summary, started, gate)
         if wrote:
             _optimize(staged, summary)
@@ -180,10 +190,6 @@ def _build_version(
         # The live version is untouched; a draft the next run would drop anyway goes now.
         _drop_quietly(live, summary.version)
         raise
-
-
-def _has_work(plan: SyncPlan, ingest: IngestSettings, summary: IngestSummary) -> bool:
-    return bool(plan.to_write) or bool(_vanished(plan, ingest, summary, quiet=True))
 
 
 def _unchanged(
@@ -249,33 +255,40 @@ def _schema(
     )
 
 
-def _plan(
-    source: str,
-    ingest: IngestSettings,
-    store: VectorStore,
-    summary: IngestSummary,
-    report: Progress,
-) -> SyncPlan:
-    stored = store.page_states()
-    # Every complete stored page is passed, with or without validators: the
-    # crawler also uses them as seeds, since a 304 page yields no links.
-    validators = {
+def _validators(plan: SyncPlan) -> dict[str, Validators]:
+    """Validators of every complete stored page, with or without an ETag: the
+    crawler also uses them as seeds, since a 304 page yields no links."""
+    return {
         url: Validators(etag=state.etag, last_modified=state.last_modified)
-        for url, state in stored.items()
+        for url, state in plan.stored.items()
         if state.complete
     }
-    plan = SyncPlan(stored=stored, prefix=source_prefix(source, ingest))
-    for item in iter_source(source, ingest, validators):
-        if isinstance(item, PageProblem):
-            # 404/410 pages are deletable, crawl limits hide nothing; other failures keep data.
-            if not is_gone(item) and not item.limit:
-                plan.problem(item.url)
-            summary.pages_failed.append({"url": item.url, "reason": item.reason})
-        elif isinstance(item, NotModified):
-            plan.not_modified(item.url)
-        else:
-            plan.offer(item)
-        report("pages", len(plan.seen), None)
+
+
+def _accept(
+    plan: SyncPlan, summary: IngestSummary, report: Progress, item: object
+) -> Document | None:
+    """One item of the source into the plan; the page when it must be (re)written.
+
+    Runs on the source's thread (``PageStream``); only it changes ``plan`` and
+    ``summary.pages_failed`` until the source ends.
+    """
+    document: Document | None = None
+    if isinstance(item, PageProblem):
+        # 404/410 pages are deletable, crawl limits hide nothing; other failures keep data.
+        if not is_gone(item) and not item.limit:
+            plan.problem(item.url)
+        summary.pages_failed.append({"url": item.url, "reason": item.reason})
+    elif isinstance(item, NotModified):
+        plan.not_modified(item.url)
+    elif isinstance(item, Document) and plan.offer(item):
+        plan.page_meta[item.url] = _page_meta(item)
+        document = item
+    report("pages", len(plan.seen), None)
+    return document
+
+
+def _check_source(source: str, plan: SyncPlan, summary: IngestSummary) -> None:
     summary.pages = len(plan.seen)
     summary.pages_skipped = len(plan.skipped)
     if not plan.seen and summary.pages_failed:
@@ -284,21 +297,20 @@ def _plan(
             f"no page of {source} could be ingested ({len(summary.pages_failed)} failed; "
             f"first: {first['url']}: {first['reason']})"
         )
-    return plan
 
 
 def _write_pages(
-    plan: SyncPlan, settings: Settings, store: VectorStore, summary: IngestSummary, report: Progress
+    stream: PageStream,
+    plan: SyncPlan,
+    settings: Settings,
+    store: VectorStore,
+    summary: IngestSummary,
+    report: Progress,
 ) -> None:
-    documents = plan.to_write
-    if not documents:
-        return
-    t0 = time.perf_counter()
+    """Embed and store the pages the stream yields, as it yields them."""
     encoder = SparseEncoder()
-    page_meta = {doc.url: _page_meta(doc) for doc in documents}
-    hashes = {doc.url: doc.content_hash for doc in documents}
     pages_with_chunks: set[str] = set()
-    for batch in _embedded_batches(documents, settings):
+    for batch in _embedded_batches(stream, settings):
         problems = [i for i, chunk_id in enumerate(batch["id"]) if not chunk_id]
         for i in problems:
             url = str(batch["url"][i])
@@ -313,20 +325,24 @@ def _write_pages(
         points = [
             IndexedChunk(chunk=c, dense=dense[i], sparse=sparse[i]) for i, c in enumerate(chunks)
         ]
-        summary.points_written += store.upsert(points, page_meta=page_meta)
+        summary.points_written += store.upsert(points, page_meta=plan.page_meta)
         summary.chunks += len(chunks)
         pages_with_chunks.update(c.url for c in chunks)
         report("written", summary.chunks, None)
-    summary.stage_seconds["embed_write"] = round(time.perf_counter() - t0, 3)
     # Old versions go only now that every new chunk is stored: a reader never
     # sees a page vanish, and a killed run leaves the old version in place.
     for url in sorted(pages_with_chunks):
         if url in plan.stored:
-            summary.points_deleted += store.delete_page(url, keep_hash=hashes[url])
+            summary.points_deleted += store.delete_page(url, keep_hash=plan.to_write[url])
     summary.pages_written = len(pages_with_chunks)
 
 
-def _embedded_batches(documents: list[Document], settings: Settings) -> Iterable[dict[str, Any]]:
+def _embedded_batches(stream: PageStream, settings: Settings) -> Iterator[dict[str, Any]]:
+    """Chunk and embed the streamed pages on Ray Data; nothing starts without a page."""
+    blocks = stream.blocks()
+    first = next(blocks, None)
+    if first is None:
+        return  # nothing to write: no Ray, no model load
     ray = ensure_ray()
     embed = settings.embed
     gpus = embed.num_gpus
@@ -334,33 +350,33 @@ def _embedded_batches(documents: list[Document], settings: Settings) -> Iterable
     if embed.device in {"auto", "cuda"} and gpus == 0 and cluster_gpus > 0:
         gpus = 1.0
     threads = None if gpus else embed.threads or max(1, (os.cpu_count() or 1) // embed.actors)
-    blocks = max(1, min(len(documents), max(4, len(documents) // 25)))
-    dataset = ray.data.from_items(
-        [document_to_row(doc) for doc in documents], override_num_blocks=blocks
-    )
-    # Half a CPU each: extraction tasks then run beside the embedding actor
-    # (and are not fused into it), so parsing overlaps with embedding.
-    chunked = dataset.map_batches(
-        chunk_batch,
-        batch_size=16,
-        batch_format="numpy",
-        num_cpus=0.5,
-        fn_kwargs={"chunking": Chunking.of(settings.ingest)},
-    )
-    embedded = chunked.map_batches(
-        EmbedBatch,
-        batch_size=settings.ingest.batch_size,
-        batch_format="numpy",
-        fn_constructor_kwargs={
-            "settings": embed,
-            "models_dir": settings.models_dir,
-            "threads": threads,
-        },
-        compute=ray.data.ActorPoolStrategy(size=embed.actors),
-        num_gpus=gpus or None,
-        num_cpus=1,
-    )
-    yield from embedded.iter_batches(batch_size=None, batch_format="numpy")
+    with streaming(ray, first, blocks) as pages:
+        # Half a CPU each: extraction tasks then run beside the embedding actor
+        # (and are not fused into it), so parsing overlaps with embedding.
+        chunked = queued_pages_dataset(ray, pages).map_batches(
+            chunk_batch,
+            batch_size=16,
+            batch_format="numpy",
+            num_cpus=0.5,
+            fn_kwargs={"chunking": Chunking.of(settings.ingest)},
+        )
+        embedded = chunked.map_batches(
+            EmbedBatch,
+            batch_size=settings.ingest.batch_size,
+            batch_format="numpy",
+            fn_constructor_kwargs={
+                "settings": embed,
+                "models_dir": settings.models_dir,
+                "threads": threads,
+            },
+            compute=ray.data.ActorPoolStrategy(size=embed.actors),
+            num_gpus=gpus or None,
+            num_cpus=1,
+        )
+        # Re-batched to the write size: streamed blocks are small (see ingest.stream).
+        yield from embedded.iter_batches(
+            batch_size=settings.ingest.batch_size, batch_format="numpy"
+        )
 
 
 def _page_meta(document: Document) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from ragserve.documents import Document
 from ragserve.store.base import PageState
@@ -28,7 +29,11 @@ class SyncPlan:
 
     stored: Mapping[str, PageState]
     prefix: str
-    to_write: list[Document] = field(default_factory=list)
+    #: url -> content hash of each page to (re)write: bookkeeping only, the pages
+    #: themselves stream on to the embedder (memory stays flat in corpus size).
+    to_write: dict[str, str] = field(default_factory=dict)
+    #: url -> validators and ingest time of each page to write, stored with its chunks.
+    page_meta: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
     failed: set[str] = field(default_factory=set)
@@ -42,7 +47,7 @@ class SyncPlan:
         if state is not None and state.complete and document.content_hash in state.document_hashes:
             self.skipped.append(document.url)
             return False
-        self.to_write.append(document)
+        self.to_write[document.url] = document.content_hash
         return True
 
     def not_modified(self, url: str) -> None:
