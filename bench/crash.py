@@ -7,7 +7,8 @@ index through the public ``open_store`` / ``VectorStore`` API and checks:
 
 * no duplicate point: ``count()`` equals the points of all pages;
 * no phantom: no page holds chunks of two versions, or an incomplete version;
-* every stored page is a version of the last completed run's corpus or of the
+* every stored page is a version of the last completed run's corpus (a killed
+  run whose version went live before the kill counts as completed) or of the
   interrupted run's corpus (nothing older, nothing invented), and no page that
   both of them hold is missing;
 * unfinished index versions (drafts a kill left) do not pile up;
@@ -59,6 +60,8 @@ class Cycle:
     pages: int
     killed_after_s: float
     completed: bool
+    #: The run's version went live before the kill landed (the switch is its last step).
+    published: bool = False
     stored_pages: int = 0
     points: int = 0
     orphaned_drafts: int = 0
@@ -222,6 +225,15 @@ def check(
         found.append(f"{versions} unfinished index versions on disk (over {max_versions})")
 
 
+def live_version(data_dir: Path) -> str | None:
+    settings = Settings.model_validate({"store": {"data_dir": data_dir}})
+    store = open_store(settings.store)
+    try:
+        return store.live_version() if store.exists() else None
+    finally:
+        store.close()
+
+
 # --- the run ----------------------------------------------------------------------------------
 
 
@@ -255,12 +267,14 @@ def main() -> None:
         mutate(folder, rng, next_name)
         interrupted = corpus_hashes(folder)
         kill_after = rng.uniform(0.5, max_kill_s)
+        live_before = live_version(data_dir)
         completed, elapsed, leftovers = run_and_kill(ingest_command(folder, data_dir), kill_after)
         cycle = Cycle(number, len(interrupted), round(elapsed, 2), completed)
+        cycle.published = not completed and live_version(data_dir) != live_before
         cycle.leftover_processes = len(leftovers)
         cycle.leftover_max_s = round(reap(leftovers), 2)
         check(data_dir, last_completed, interrupted, cycle, args.max_drafts)
-        if completed:
+        if completed or cycle.published:
             last_completed = interrupted
         cycles.append(cycle)
         print(json.dumps(asdict(cycle)), flush=True)
@@ -288,6 +302,7 @@ def main() -> None:
         "cycles": len(cycles),
         "killed": sum(not c.completed for c in cycles),
         "completed_before_kill": sum(c.completed for c in cycles),
+        "killed_after_publish": sum(c.published for c in cycles),
         "violations": violations,
         "final_equals_clean_ingest": same,
         "final_pages": len(final_corpus),
