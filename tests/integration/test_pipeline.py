@@ -30,8 +30,12 @@ def test_every_chunk_is_stored_and_reingest_writes_nothing(
     small_corpus: Path, make_settings: Callable[..., Any]
 ) -> None:
     settings = make_settings()
-    first = run_ingest(str(small_corpus), settings)
+    events: list[tuple[str, int, int | None]] = []
+    first = run_ingest(str(small_corpus), settings, progress=lambda *event: events.append(event))
     assert first.pages == 5
+    # A folder knows its size up front: progress has a total (the ETA's basis).
+    assert [e for e in events if e[0] == "pages"][-1] == ("pages", 5, 5)
+    assert [e for e in events if e[0] == "written"][-1] == ("written", first.chunks, None)
     assert first.pages_failed == []
     assert first.chunks > 5  # many chunks per page, not one (the tutorial's id bug)
     assert first.points_written == first.chunks
@@ -160,34 +164,49 @@ def test_unreachable_start_url_fails_the_job(make_settings: Callable[..., Any]) 
 def test_embedding_and_writing_start_while_the_crawl_is_still_fetching(
     make_settings: Callable[..., Any],
 ) -> None:
-    """The crawl streams into the pipeline: the first chunks are stored before the
-    last page is fetched (the old pipeline read the whole site first)."""
-    import time
+    """The crawl streams into the pipeline: chunks are stored before the last page is
+    fetched (the old pipeline read the whole site first).
+
+    The site's tail is held until the first chunks are written, so the test does not
+    race the machine's speed: a pipeline that waits for the whole crawl before
+    writing never releases the tail, and the server counts the wait as timed out.
+    """
+    import threading
 
     from tests.support.site_server import Page
 
-    count, slow_from = 72, 40
+    # Ray Data holds a read's output until it passes ingest.stream.BLOCK_BYTES
+    # (256 KiB), so the part before the hold is three 32-page blocks of 8 KB pages
+    # (~750 KB): more than one full Ray block reaches the embedder while the crawl waits.
+    count, held_from = 104, 96
     links = "".join(f"<li><a href='p{i}.html'>page {i}</a></li>" for i in range(count))
     pages: dict[str, Page | str] = {"/docs/": f"<main><h1>Index</h1><ul>{links}</ul></main>"}
-    # Pages of a realistic size (8 KB): Ray Data passes a read block on once it
-    # holds ingest.stream.BLOCK_BYTES, so a site of 100-byte pages would be one block.
     filler = "".join(f"<p>Paragraph {n} says a little more on the topic.</p>" for n in range(150))
+    first_written = threading.Event()
     for i in range(count):
         text = f"<main><h1>Page {i}</h1><p>Topic {i} is explained here.</p>{filler}</main>"
-        pages[f"/docs/p{i}.html"] = Page(text, delay_s=0.4 if i >= slow_from else 0.0)
-    events: list[tuple[str, float]] = []
+        held = first_written if i >= held_from else None
+        pages[f"/docs/p{i}.html"] = Page(text, wait_for=held, wait_timeout_s=60.0)
+    stages_before_release: list[str] = []
+
+    def progress(stage: str, done: int, total: int | None) -> None:
+        if not first_written.is_set():
+            stages_before_release.append(stage)
+        if stage == "written" and done > 0:
+            first_written.set()
+
     settings = make_settings(
-        **{"ingest.allow_private": True, "ingest.concurrency": 1, "ingest.batch_size": 8}
+        **{
+            "ingest.allow_private": True,
+            "ingest.concurrency": 1,
+            "ingest.batch_size": 8,
+            "ingest.timeout_s": 120.0,
+        }
     )
     with SiteServer(pages) as site:
-        summary = run_ingest(
-            site.url("/docs/"),
-            settings,
-            progress=lambda stage, done, total: events.append((stage, time.monotonic())),
-        )
+        summary = run_ingest(site.url("/docs/"), settings, progress=progress)
+    assert site.wait_timeouts == 0, "nothing was written until the crawl ended"
+    assert "written" in stages_before_release
+    assert site.hits(f"/docs/p{count - 1}.html") == 1
     assert summary.pages == count + 1
     assert summary.points_total == summary.chunks >= count
-    first_written = min(t for stage, t in events if stage == "written")
-    last_page = max(t for stage, t in events if stage == "pages")
-    # The slow tail alone takes (count - slow_from) * 0.4 s = 12.8 s to fetch.
-    assert first_written < last_page - 2.0

@@ -44,6 +44,11 @@ class Page:
     fail_first: int = 0
     fail_status: int = 500
     fail_headers: dict[str, str] = field(default_factory=dict)
+    #: Hold the answer until this event is set (at most ``wait_timeout_s``; a
+    #: timeout is counted in ``SiteServer.wait_timeouts`` and sets the event), so
+    #: a test can make a crawl wait for something else to happen first.
+    wait_for: threading.Event | None = None
+    wait_timeout_s: float = 60.0
 
     def body_bytes(self) -> bytes:
         return self.body.encode("utf-8") if isinstance(self.body, str) else self.body
@@ -70,6 +75,8 @@ class SiteServer:
             self.set(path, page)
         self.root = root
         self.requests: list[Request] = []
+        #: Answers given because a page's ``wait_for`` event never came.
+        self.wait_timeouts = 0
         self._counts: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), _handler_for(self))
@@ -162,6 +169,10 @@ class SiteServer:
             return 404, {"Content-Type": "text/plain"}, b"not found"
         if page.delay_s:
             time.sleep(page.delay_s)
+        if page.wait_for is not None and not page.wait_for.wait(page.wait_timeout_s):
+            with self._lock:
+                self.wait_timeouts += 1
+            page.wait_for.set()  # one timeout is enough to fail a test: release the rest
         if count <= page.fail_first:
             return page.fail_status, {"Content-Type": "text/plain", **page.fail_headers}, b"oops"
         out_headers = dict(page.headers)
