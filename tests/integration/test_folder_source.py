@@ -12,7 +12,7 @@ from ragserve.documents import Document
 from ragserve.errors import ConfigError, ContentError
 from ragserve.ingest.decode import decode_bytes
 from ragserve.ingest.items import NotModified, PageProblem, SourceItem, Validators
-from ragserve.ingest.sources import iter_source
+from ragserve.ingest.sources import iter_source, source_size
 
 pytestmark = pytest.mark.integration
 
@@ -152,3 +152,45 @@ def test_folder_without_supported_files_says_which_files_are_read(tmp_path: Path
 def test_missing_folder_is_a_config_error_saying_what_a_source_can_be(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="neither an http"):
         read_all(tmp_path / "nope")
+
+
+def test_source_size_counts_the_files_a_folder_yields_and_none_for_a_crawl(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, "a.html", "<p>a</p>")
+    write(tmp_path, "guide/b.md", "# b")
+    write(tmp_path, "logo.png", b"\x89PNG")
+    write(tmp_path, ".hidden/c.html", "<p>c</p>")
+    assert source_size(str(tmp_path)) == len(read_all(tmp_path)) == 2
+    assert source_size("https://docs.example.com/") is None
+    assert source_size(str(tmp_path / "missing")) is None  # iter_source says why
+
+
+def test_the_sources_generators_copy_beside_html_pages_are_not_indexed_twice(
+    tmp_path: Path,
+) -> None:
+    # Sphinx: _sources/<page>.rst.txt per page; AsciiDoc: <page>.txt beside <page>.html.
+    write(tmp_path, "index.html", "<h1>Home</h1>")
+    write(tmp_path, "library/os.html", "<h1>os</h1>")
+    write(tmp_path, "_sources/index.rst.txt", "Home\n====")
+    write(tmp_path, "_sources/library/os.rst.txt", "os\n==")
+    write(tmp_path, "git-commit.html", "<h1>git-commit</h1>")
+    write(tmp_path, "git-commit.txt", "git-commit(1)\n=============")
+    # Text with no rendered page is a document of its own.
+    write(tmp_path, "_sources/orphan.rst.txt", "Orphan\n======")
+    write(tmp_path, "NOTES.md", "# Notes")
+    urls = sorted(item.url.rsplit(str(tmp_path), 1)[1] for item in read_all(tmp_path))
+    assert urls == [
+        "/NOTES.md",
+        "/_sources/orphan.rst.txt",
+        "/git-commit.html",
+        "/index.html",
+        "/library/os.html",
+    ]
+    assert source_size(str(tmp_path)) == 5
+
+
+def test_a_folder_of_text_only_keeps_every_file(tmp_path: Path) -> None:
+    write(tmp_path, "_sources/a.rst.txt", "A\n=")
+    write(tmp_path, "b.txt", "b")
+    assert len(read_all(tmp_path)) == 2

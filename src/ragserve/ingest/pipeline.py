@@ -37,7 +37,7 @@ from ragserve.documents import Document
 from ragserve.embed import build_embedder
 from ragserve.errors import SourceError
 from ragserve.ingest.items import NotModified, PageProblem, Validators, is_gone
-from ragserve.ingest.sources import iter_source
+from ragserve.ingest.sources import iter_source, source_size
 from ragserve.ingest.stages import (
     Chunking,
     EmbedBatch,
@@ -154,7 +154,7 @@ def _build_version(
         reading = time.perf_counter()
         with PageStream(
             iter_source(source, settings.ingest, _validators(plan)),
-            functools.partial(_accept, plan, summary, report),
+            functools.partial(_accept, plan, summary, report, source_size(source)),
         ) as stream:
             _write_pages(stream, plan, settings, staged, summary, report)
         summary.stage_seconds["source"] = round(stream.seconds, 3)
@@ -266,9 +266,13 @@ def _validators(plan: SyncPlan) -> dict[str, Validators]:
 
 
 def _accept(
-    plan: SyncPlan, summary: IngestSummary, report: Progress, item: object
+    plan: SyncPlan, summary: IngestSummary, report: Progress, total: int | None, item: object
 ) -> Document | None:
     """One item of the source into the plan; the page when it must be (re)written.
+
+    Progress counts pages read (of ``total`` when the source knows it): the
+    stream lets reading run only a bounded way ahead of embedding, so pages
+    read tracks the whole run and gives a fair ETA.
 
     Runs on the source's thread (``PageStream``); only it changes ``plan`` and
     ``summary.pages_failed`` until the source ends.
@@ -284,7 +288,7 @@ def _accept(
     elif isinstance(item, Document) and plan.offer(item):
         plan.page_meta[item.url] = _page_meta(item)
         document = item
-    report("pages", len(plan.seen), None)
+    report("pages", len(plan.seen) + len(summary.pages_failed), total)
     return document
 
 

@@ -88,6 +88,22 @@ def iter_source(
     return iter_folder(Path(source).expanduser(), settings, known)
 
 
+def source_size(source: str) -> int | None:
+    """How many items ``source`` yields, when that is known before reading it.
+
+    A folder's supported files are listed up front (this lists them once more,
+    milliseconds for thousands of files), so progress can show a total and an
+    ETA; a crawl discovers its pages as it goes (None), as does a source that
+    cannot be read (its own error comes from ``iter_source``).
+    """
+    if re.match(r"^[a-z][a-z0-9+.-]*://", source.strip().lower()):
+        return None
+    try:
+        return len(_supported_files(Path(os.path.abspath(Path(source).expanduser()))))
+    except (ConfigError, ContentError, OSError):
+        return None
+
+
 def iter_folder(
     folder: Path, settings: IngestSettings, known: Mapping[str, Validators] | None = None
 ) -> Iterator[SourceItem]:
@@ -127,7 +143,57 @@ def _supported_files(folder: Path) -> list[Path]:
             f"folder {str(folder)!r} has no documents to ingest ({detail}); "
             f"ragserve reads files ending in {readable}"
         )
-    return sorted(found, key=lambda path: path.relative_to(folder).as_posix())
+    pages = _without_page_sources(folder, found)
+    return sorted(pages, key=lambda path: path.relative_to(folder).as_posix())
+
+
+#: Suffixes a generator gives the source text it copies beside the page it built.
+_SOURCE_SUFFIXES = (".rst.txt", ".md.txt", ".txt", ".rst", ".md", ".markdown")
+
+
+def _without_page_sources(folder: Path, found: list[Path]) -> list[Path]:
+    """Drop text files that are the source of an HTML page the folder also holds.
+
+    Why: documentation generators ship each page's source beside it: Sphinx
+    copies ``page.rst`` to ``_sources/page.rst.txt`` (the "Show Source" link),
+    AsciiDoc builds leave ``page.txt`` next to ``page.html``. Read as well,
+    every such page is indexed twice: the Python docs from Debian are 530
+    pages and 497 sources, and the sources' chunks then compete with the
+    pages' for the top results while lacking the pages' section anchors. The
+    rendered page is kept; a text file with no HTML counterpart is read.
+    """
+    html = {path.with_suffix("") for path in found if FOLDER_KINDS[path.suffix.lower()] == "html"}
+    if not html:
+        return found
+    kept: list[Path] = []
+    skipped: list[Path] = []
+    for path in found:
+        page = _page_of_source(folder, path)
+        (skipped if page is not None and page in html else kept).append(path)
+    if skipped:
+        logger.info(
+            "skipped %d source files of HTML pages in %s (e.g. %s): the pages are read instead",
+            len(skipped),
+            folder,
+            skipped[0].relative_to(folder).as_posix(),
+        )
+    return kept
+
+
+def _page_of_source(folder: Path, path: Path) -> Path | None:
+    """The HTML page (without suffix) ``path`` would be the source of; None for a page."""
+    if FOLDER_KINDS[path.suffix.lower()] == "html":
+        return None
+    name = path.name
+    suffix = next((s for s in _SOURCE_SUFFIXES if name.lower().endswith(s)), None)
+    if suffix is None:
+        return None
+    stem = name[: -len(suffix)]
+    parts = path.relative_to(folder).parent.parts
+    if "_sources" in parts:  # Sphinx: <root>/_sources/<dir>/<page>.rst.txt -> <root>/<dir>/<page>
+        at = len(parts) - 1 - parts[::-1].index("_sources")
+        return folder.joinpath(*parts[:at], *parts[at + 1 :], stem)
+    return path.with_name(stem)
 
 
 def _read_files(
