@@ -4,6 +4,11 @@
     python bench/ingest.py --corpus ray-docs     # the full Ray docs (2,853 pages)
     python bench/ingest.py --gpu                 # on a CUDA machine (baseline with --gpu too)
     python bench/ingest.py --skip-baseline       # ragserve only
+    python bench/ingest.py --folder tmp/pydoc/usr/share/doc/python3.11/html --name python-docs
+        # (apt-get download python3.11-doc && dpkg -x python3.11-doc_*.deb tmp/pydoc)
+    python bench/ingest.py --corpus ray-docs --copies 3 --crawl
+        # also: the corpus three times over (three URL prefixes) to show peak RSS
+        # does not grow with the corpus, and a crawl of it served on 127.0.0.1
 
 Both sides run as subprocesses from a cold start, each with its own Ray, so
 neither benefits from the other's warm caches; peak RSS covers every process
@@ -15,28 +20,37 @@ bench/results/ingest-<corpus>[-gpu].json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
+import socket
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
-from _common import REPO, SHARED, machine, run_with_peak_rss, unpack, write_result
+from _common import REPO, SHARED, free_port, machine, run_with_peak_rss, unpack, write_result
 
 
-def ragserve_run(corpus_dir: Path, gpu: bool, work: Path) -> dict[str, Any]:
+def ragserve_run(
+    corpus: Path | str, gpu: bool, work: Path, extra: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """``ragserve ingest`` of a folder or a URL from a cold start, as a user runs it."""
     index_dir = work / "ragserve-index"
     cmd = [
         sys.executable,
         "-m",
         "ragserve.cli",
         "ingest",
-        str(corpus_dir),
+        str(corpus),
         "--data-dir",
         str(index_dir),
         "--recreate",
         "--json",
+        *extra,
     ]
     env = dict(os.environ)
     env["RAGSERVE_EMBED__DEVICE"] = "cuda" if gpu else "cpu"
@@ -93,6 +107,54 @@ def baseline_run(corpus_dir: Path, gpu: bool, queries: Path | None) -> dict[str,
     }
 
 
+def copies_of(corpus_dir: Path, copies: int, into: Path) -> Path:
+    """``copies`` hard-linked copies of the corpus side by side (``copy1/`` …): the same
+    pages under different URL prefixes, so the index holds ``copies`` times the chunks."""
+    target = into / f"{corpus_dir.name}-x{copies}"
+    marker = target / ".complete"
+    if not marker.exists():
+        shutil.rmtree(target, ignore_errors=True)
+        for n in range(1, copies + 1):
+            shutil.copytree(corpus_dir, target / f"copy{n}", copy_function=os.link)
+        marker.touch()
+    return target
+
+
+def crawl_run(corpus_dir: Path, gpu: bool, work: Path) -> dict[str, Any]:
+    """Ingest the corpus crawled from 127.0.0.1: the fetches overlap the embedding."""
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "tests" / "support" / "site_server.py"),
+            str(corpus_dir),
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        # The shallowest index.html is the site's home page (the sample's is serve/).
+        home = min(corpus_dir.rglob("index.html"), key=lambda path: len(path.parts))
+        start = f"http://127.0.0.1:{port}/{home.relative_to(corpus_dir).as_posix()}"
+        run = ragserve_run(start, gpu, work, ("--allow-private",))
+        run["start_url"] = start
+        return run
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def wait_for_port(port: int, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"the site server on port {port} did not start in {timeout_s:.0f} s")
+
+
 def cuda_visible() -> bool:
     import torch
 
@@ -105,6 +167,12 @@ def main() -> None:
     parser.add_argument("--gpu", action="store_true")
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--work", type=Path, default=REPO / "tmp" / "bench")
+    parser.add_argument(
+        "--copies", type=int, default=1, help="also ingest N copies of the corpus (peak RSS)"
+    )
+    parser.add_argument("--crawl", action="store_true", help="also crawl it from 127.0.0.1")
+    parser.add_argument("--folder", type=Path, help="a folder of docs instead of --corpus")
+    parser.add_argument("--name", default="folder", help="the result's name with --folder")
     args = parser.parse_args()
 
     if args.gpu and not cuda_visible():
@@ -112,7 +180,10 @@ def main() -> None:
         print("--gpu: torch sees no CUDA GPU here; running on CPU", file=sys.stderr)
         args.gpu = False
     args.work.mkdir(parents=True, exist_ok=True)
-    corpus_dir = unpack(args.corpus, args.work / "corpora")
+    if args.folder is not None:
+        corpus_dir, args.corpus = args.folder.resolve(), args.name
+    else:
+        corpus_dir = unpack(args.corpus, args.work / "corpora")
     with tempfile.TemporaryDirectory(dir=args.work) as scratch:
         ours = ragserve_run(corpus_dir, args.gpu, Path(scratch))
     result: dict[str, Any] = {
@@ -122,6 +193,16 @@ def main() -> None:
         "machine": machine(),
         "ragserve": ours,
     }
+    if args.copies > 1:
+        many = copies_of(corpus_dir, args.copies, args.work / "corpora")
+        with tempfile.TemporaryDirectory(dir=args.work) as scratch:
+            result[f"ragserve_x{args.copies}"] = ragserve_run(many, args.gpu, Path(scratch))
+        result["peak_rss_growth"] = round(
+            result[f"ragserve_x{args.copies}"]["peak_rss_mb"] / ours["peak_rss_mb"], 3
+        )
+    if args.crawl:
+        with tempfile.TemporaryDirectory(dir=args.work) as scratch:
+            result["ragserve_crawl"] = crawl_run(corpus_dir, args.gpu, Path(scratch))
     if not args.skip_baseline:
         # On the Ray docs the tutorial's own k=5 page hit rate comes for free.
         queries = SHARED / "eval" / "ray-docs-dev.jsonl" if args.corpus == "ray-docs" else None
