@@ -20,7 +20,7 @@ Each backend embeds the chunks once to warm up, then ``--repeats`` times timed.
 Page figures (chunks per page, extract+chunk time) come from every page read
 (``--pages``), and the chunks encoded are a seeded sample of them: they are what
 tells two corpora apart upstream of the encoder (README "Why the Python docs
-ingest slower").
+ingested slower").
 """
 
 from __future__ import annotations
