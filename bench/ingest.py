@@ -20,19 +20,15 @@ bench/results/ingest-<corpus>[-gpu].json.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from _common import REPO, SHARED, free_port, machine, run_with_peak_rss, unpack, write_result
+from _common import REPO, SHARED, machine, run_with_peak_rss, unpack, write_result
 
 
 def ragserve_run(
@@ -121,38 +117,21 @@ def copies_of(corpus_dir: Path, copies: int, into: Path) -> Path:
 
 
 def crawl_run(corpus_dir: Path, gpu: bool, work: Path) -> dict[str, Any]:
-    """Ingest the corpus crawled from 127.0.0.1: the fetches overlap the embedding."""
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO / "tests" / "support" / "site_server.py"),
-            str(corpus_dir),
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port)
+    """Ingest the corpus crawled from 127.0.0.1: the fetches overlap the embedding.
+
+    The site is served from a thread of this process; only the ingest's own
+    process tree counts towards its peak RSS.
+    """
+    sys.path.insert(0, str(REPO))
+    from tests.support.site_server import SiteServer
+
+    with SiteServer(root=corpus_dir) as site:
         # The shallowest index.html is the site's home page (the sample's is serve/).
         home = min(corpus_dir.rglob("index.html"), key=lambda path: len(path.parts))
-        start = f"http://127.0.0.1:{port}/{home.relative_to(corpus_dir).as_posix()}"
+        start = site.url("/" + home.relative_to(corpus_dir).as_posix())
         run = ragserve_run(start, gpu, work, ("--allow-private",))
-        run["start_url"] = start
-        return run
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-
-
-def wait_for_port(port: int, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"the site server on port {port} did not start in {timeout_s:.0f} s")
+    run["start_url"] = start
+    return run
 
 
 def cuda_visible() -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import os
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from ragserve.documents import Document
 from ragserve.errors import ConfigError, ContentError
 from ragserve.ingest.decode import decode_bytes
 from ragserve.ingest.items import NotModified, PageProblem, SourceItem, Validators
-from ragserve.ingest.sources import iter_source, source_size
+from ragserve.ingest.sources import iter_source
 
 pytestmark = pytest.mark.integration
 
@@ -154,16 +155,17 @@ def test_missing_folder_is_a_config_error_saying_what_a_source_can_be(tmp_path: 
         read_all(tmp_path / "nope")
 
 
-def test_source_size_counts_the_files_a_folder_yields_and_none_for_a_crawl(
+def test_a_folder_source_knows_how_many_files_it_yields_and_a_crawl_does_not(
     tmp_path: Path,
 ) -> None:
     write(tmp_path, "a.html", "<p>a</p>")
     write(tmp_path, "guide/b.md", "# b")
     write(tmp_path, "logo.png", b"\x89PNG")
     write(tmp_path, ".hidden/c.html", "<p>c</p>")
-    assert source_size(str(tmp_path)) == len(read_all(tmp_path)) == 2
-    assert source_size("https://docs.example.com/") is None
-    assert source_size(str(tmp_path / "missing")) is None  # iter_source says why
+    folder = iter_source(str(tmp_path), IngestSettings())
+    assert operator.length_hint(folder) == len(list(folder)) == 2
+    crawl = iter_source("http://127.0.0.1:1/docs/", IngestSettings(allow_private=True))
+    assert operator.length_hint(crawl) == 0  # nothing fetched: the pages are not known yet
 
 
 def test_the_sources_generators_copy_beside_html_pages_are_not_indexed_twice(
@@ -187,7 +189,7 @@ def test_the_sources_generators_copy_beside_html_pages_are_not_indexed_twice(
         "/index.html",
         "/library/os.html",
     ]
-    assert source_size(str(tmp_path)) == 5
+    assert operator.length_hint(iter_source(str(tmp_path), IngestSettings())) == 5
 
 
 def test_a_folder_of_text_only_keeps_every_file(tmp_path: Path) -> None:

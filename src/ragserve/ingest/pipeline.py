@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import operator
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -37,7 +38,7 @@ from ragserve.documents import Document
 from ragserve.embed import build_embedder
 from ragserve.errors import SourceError
 from ragserve.ingest.items import NotModified, PageProblem, Validators, is_gone
-from ragserve.ingest.sources import iter_source, source_size
+from ragserve.ingest.sources import iter_source
 from ragserve.ingest.stages import (
     Chunking,
     EmbedBatch,
@@ -152,10 +153,9 @@ def _build_version(
         staged.open(schema, recreate=recreate)
         plan = SyncPlan(stored=staged.page_states(), prefix=source_prefix(source, settings.ingest))
         reading = time.perf_counter()
-        with PageStream(
-            iter_source(source, settings.ingest, _validators(plan)),
-            functools.partial(_accept, plan, summary, report, source_size(source)),
-        ) as stream:
+        items = iter_source(source, settings.ingest, _validators(plan))
+        total = operator.length_hint(items) or None  # a folder's file count; a crawl's unknown
+        with PageStream(items, functools.partial(_accept, plan, summary, report, total)) as stream:
             _write_pages(stream, plan, settings, staged, summary, report)
         summary.stage_seconds["source"] = round(stream.seconds, 3)
         summary.stage_seconds["embed_write"] = round(time.perf_counter() - reading, 3)

@@ -88,22 +88,6 @@ def iter_source(
     return iter_folder(Path(source).expanduser(), settings, known)
 
 
-def source_size(source: str) -> int | None:
-    """How many items ``source`` yields, when that is known before reading it.
-
-    A folder's supported files are listed up front (this lists them once more,
-    milliseconds for thousands of files), so progress can show a total and an
-    ETA; a crawl discovers its pages as it goes (None), as does a source that
-    cannot be read (its own error comes from ``iter_source``).
-    """
-    if re.match(r"^[a-z][a-z0-9+.-]*://", source.strip().lower()):
-        return None
-    try:
-        return len(_supported_files(Path(os.path.abspath(Path(source).expanduser()))))
-    except (ConfigError, ContentError, OSError):
-        return None
-
-
 def iter_folder(
     folder: Path, settings: IngestSettings, known: Mapping[str, Validators] | None = None
 ) -> Iterator[SourceItem]:
@@ -114,7 +98,25 @@ def iter_folder(
     """
     root = Path(os.path.abspath(folder))  # absolute without resolving symlinks
     files = _supported_files(root)
-    return _read_files(root, files, settings, known or {})
+    return _Listed(_read_files(root, files, settings, known or {}), len(files))
+
+
+class _Listed(Iterator[SourceItem]):
+    """A folder's items, which know how many they are (``operator.length_hint``).
+
+    Why: the files are listed before the first is read, so progress can show
+    a total and an ETA; a crawl discovers its pages as it goes and has no hint.
+    """
+
+    def __init__(self, items: Iterator[SourceItem], count: int) -> None:
+        self._items = items
+        self._count = count
+
+    def __next__(self) -> SourceItem:
+        return next(self._items)
+
+    def __length_hint__(self) -> int:
+        return self._count
 
 
 def _supported_files(folder: Path) -> list[Path]:
