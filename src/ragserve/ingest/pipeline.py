@@ -35,8 +35,9 @@ from typing import Any
 
 from ragserve.config import EmbedSettings, IngestSettings, Settings
 from ragserve.documents import Document
-from ragserve.embed import build_embedder
+from ragserve.embed import embedding_dimension
 from ragserve.errors import SourceError
+from ragserve.heap import release_free_memory
 from ragserve.ingest.items import NotModified, PageProblem, Validators, is_gone
 from ragserve.ingest.sources import iter_source
 from ragserve.ingest.stages import (
@@ -244,7 +245,7 @@ def _schema(
     if existing is not None and existing.embed_model == embed.model:
         dimension = existing.dimension  # a re-ingest need not load the model in the driver
     else:
-        dimension = build_embedder(embed, models_dir=models_dir).dimension
+        dimension = embedding_dimension(embed, models_dir=models_dir)
     return IndexSchema(
         embed_model=embed.model,
         dimension=dimension,
@@ -333,6 +334,7 @@ def _write_pages(
         summary.chunks += len(chunks)
         pages_with_chunks.update(c.url for c in chunks)
         report("written", summary.chunks, None)
+        release_free_memory()  # batches come and go; the driver's RSS should not climb
     # Old versions go only now that every new chunk is stored: a reader never
     # sees a page vanish, and a killed run leaves the old version in place.
     for url in sorted(pages_with_chunks):

@@ -17,6 +17,7 @@ import numpy as np
 
 from ragserve.config import EmbedSettings, IngestSettings
 from ragserve.documents import Chunk, Document
+from ragserve.heap import release_free_memory
 from ragserve.ingest.chunk import chunk_sections
 from ragserve.ingest.extract import empty_page_reason, extract_sections
 
@@ -167,4 +168,5 @@ class EmbedBatch:
         dense[keep] = vectors
         out = dict(batch)
         out["dense"] = dense
+        release_free_memory()  # the actor's RSS stays flat across batches (ragserve.heap)
         return out
