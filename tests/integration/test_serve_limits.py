@@ -69,12 +69,25 @@ def test_a_body_that_never_completes_gets_408_after_the_body_timeout(
 
 
 def test_a_request_head_over_the_limit_is_refused_and_closed(server: tuple[str, int]) -> None:
+    closed_while_sending = False
     with socket.create_connection(server, timeout=5) as sock:
-        big = b"X-Big: " + b"a" * 1_000_000 + b"\r\n"
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n" + big + b"\r\n")
-        status = read_status(sock, timeout_s=10)
+        try:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: ")
+            for _ in range(64):  # a 1 MiB header, 16 KiB at a time
+                sock.sendall(b"a" * 16384)
+            sock.sendall(b"\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            # The server answered and hung up before reading the rest; the reset
+            # can take the answer with it, so the hang-up is the refusal then.
+            closed_while_sending = True
+        try:
+            status = read_status(sock, timeout_s=10)
+        except ConnectionResetError:
+            status = 0
 
-    assert status in {400, 431}  # h11 refuses it; uvicorn words every h11 refusal as 400
+    # h11 refuses it; uvicorn words every h11 refusal as 400.
+    assert status in {400, 431} or (closed_while_sending and status == 0)
+    assert httpx.get(f"http://{server[0]}:{server[1]}/healthz", timeout=10).status_code == 200
 
 
 def test_over_max_in_flight_is_503_with_retry_after_and_probes_still_answer(

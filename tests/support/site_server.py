@@ -79,7 +79,7 @@ class SiteServer:
         self.wait_timeouts = 0
         self._counts: Counter[str] = Counter()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
+        self._server = _Server((host, port), _handler_for(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -220,6 +220,15 @@ def _not_modified(response_headers: Mapping[str, str], request_headers: Mapping[
         except (TypeError, ValueError):
             return False
     return False
+
+
+class _Server(ThreadingHTTPServer):
+    """Quiet when a client hangs up: a crawler drops idle keep-alive connections."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 def _handler_for(site: SiteServer) -> type[BaseHTTPRequestHandler]:
