@@ -34,7 +34,6 @@ import random
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -202,15 +201,13 @@ def token_count(texts: list[str]) -> int:
 
 def encoder_alone(texts: list[str], sample: int = 2000) -> dict[str, Any]:
     """The encoder by itself on a seeded sample of chunks, as the ingest actor runs it."""
+    from encoder import timed
     from ragserve.config import EmbedSettings
     from ragserve.embed import SentenceTransformerEmbedder
 
     chosen = random.Random(0).sample(texts, min(sample, len(texts)))
     embedder = SentenceTransformerEmbedder(EmbedSettings(device="cpu"), threads=os.cpu_count())
-    embedder.embed_documents(chosen[:256])  # warm-up
-    started = time.perf_counter()
-    embedder.embed_documents(chosen)
-    seconds = time.perf_counter() - started
+    _, (seconds,) = timed(embedder, chosen, repeats=1)  # one warm-up pass, one timed
     tokens = token_count(chosen)
     return {
         "chunks": len(chosen),

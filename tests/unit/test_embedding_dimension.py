@@ -1,5 +1,4 @@
-"""What keeps ingest processes small: a model's vector size read from its files,
-and freed heap handed back to the OS between batches.
+"""The index schema's vector size, read from a model's files without loading it.
 
 The ingest driver needs the size before the first batch; loading torch there kept
 the weights resident for the whole run. These use real folder layouts of
@@ -15,9 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ragserve import heap
 from ragserve.embed import dimension_from_files, resolve_model_path
-from ragserve.heap import release_free_memory
 
 
 def _model_folder(root: Path, modules: list[tuple[str, str, dict[str, object]]]) -> Path:
@@ -103,20 +100,3 @@ def test_asking_the_default_models_size_does_not_import_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert out.stdout.split() == ["384", "False"]
-
-
-def test_releasing_free_memory_finds_glibc_on_linux_and_is_a_no_op_elsewhere(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    blocks = [bytes(4096) for _ in range(10_000)]  # 40 MB of heap, freed just before the call
-    del blocks
-    assert isinstance(release_free_memory(), bool)
-    if sys.platform.startswith("linux"):
-        assert heap._malloc_trim() is not None
-    heap._malloc_trim.cache_clear()
-    monkeypatch.setattr(sys, "platform", "darwin")
-    try:
-        assert heap._malloc_trim() is None
-        assert release_free_memory() is False
-    finally:
-        heap._malloc_trim.cache_clear()
