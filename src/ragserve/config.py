@@ -47,7 +47,10 @@ class IngestSettings(BaseModel):
     chunk_overlap: int = Field(50, ge=0)
     section_aware: bool = True
     #: Chunks per Ray Data batch handed to an embedding actor (and per store write).
-    batch_size: int = Field(256, ge=1)
+    #: The actor sorts each batch by token length, so a larger one pads less:
+    #: full Ray docs, 2 cores, one run each: 256 → 276 s, 512 → 246 s, 1,024 →
+    #: 229 s, at a peak RSS of 3.85, 3.91 and 4.16 GB.
+    batch_size: int = Field(512, ge=1)
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> IngestSettings:
