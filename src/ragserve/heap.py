@@ -17,9 +17,17 @@ import ctypes.util
 import functools
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 logger = logging.getLogger(__name__)
+
+ONEDNN_CACHE_VARIABLE = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
+# oneDNN (torch's CPU kernels) caches a compiled primitive per input shape,
+# 1,024 by default. Length-sorted batches give nearly every batch a new shape,
+# so the cache only grows: capping it at 8 took a full Ray docs ingest's peak
+# RSS from 3.89 to 3.38 GB and its time from 240 to 219 s (one run each), as
+# a recompiled primitive costs far less than the memory the old ones pinned.
+ONEDNN_CACHE_CAPACITY = "8"
 
 
 @functools.cache
@@ -44,3 +52,12 @@ def release_free_memory() -> bool:
     """Return the allocator's free pages to the OS; True when any were released."""
     trim = _malloc_trim()
     return bool(trim(0)) if trim is not None else False
+
+
+def embed_actor_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """Environment for the embedding actor: oneDNN's shape cache capped, unless set.
+
+    A user's own ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` wins, so the cap can be
+    raised (or set to 0 to disable caching) without a code change.
+    """
+    return {ONEDNN_CACHE_VARIABLE: environ.get(ONEDNN_CACHE_VARIABLE) or ONEDNN_CACHE_CAPACITY}

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from ragserve import heap
-from ragserve.heap import release_free_memory
+from ragserve.heap import ONEDNN_CACHE_CAPACITY, embed_actor_env, release_free_memory
 
 
 def test_releasing_free_memory_finds_glibc_on_linux_and_is_a_no_op_elsewhere(
@@ -25,3 +25,11 @@ def test_releasing_free_memory_finds_glibc_on_linux_and_is_a_no_op_elsewhere(
         assert release_free_memory() is False
     finally:
         heap._malloc_trim.cache_clear()
+
+
+def test_the_embedding_actor_caps_onednn_shape_cache_unless_the_user_set_it() -> None:
+    variable = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
+    assert embed_actor_env({}) == {variable: ONEDNN_CACHE_CAPACITY}
+    assert embed_actor_env({variable: ""}) == {variable: ONEDNN_CACHE_CAPACITY}
+    assert embed_actor_env({variable: "1024"}) == {variable: "1024"}
+    assert embed_actor_env({"PATH": "/bin"}) == {variable: ONEDNN_CACHE_CAPACITY}

@@ -37,7 +37,7 @@ from ragserve.config import EmbedSettings, IngestSettings, Settings
 from ragserve.documents import Document
 from ragserve.embed import embedding_dimension
 from ragserve.errors import SourceError
-from ragserve.heap import release_free_memory
+from ragserve.heap import embed_actor_env, release_free_memory
 from ragserve.ingest.items import NotModified, PageProblem, Validators, is_gone
 from ragserve.ingest.sources import iter_source
 from ragserve.ingest.stages import (
@@ -378,6 +378,7 @@ def _embedded_batches(stream: PageStream, settings: Settings) -> Iterator[dict[s
             compute=ray.data.ActorPoolStrategy(size=embed.actors),
             num_gpus=gpus or None,
             num_cpus=1,
+            runtime_env={"env_vars": embed_actor_env(os.environ)},
         )
         # Re-batched to the write size: streamed blocks are small (see ingest.stream).
         yield from embedded.iter_batches(
